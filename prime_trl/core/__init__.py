@@ -1,0 +1,32 @@
+"""PRIME's math as pure functions on tensors (imports torch only).
+
+Notation: B rows = P prompts x G generations (the G rows of a prompt contiguous), T completion
+positions, `mask` 1 on completion tokens (EOS included) and 0 on padding.
+"""
+
+from prime_trl.core.advantages import (
+    discounted_returns,
+    masked_whiten,
+    outcome_rewards,
+    rloo_returns,
+    rloo_returns_paper_eq5,
+)
+from prime_trl.core.filtering import accuracy_filter
+from prime_trl.core.losses import ppo_clip_loss, prm_ce_loss
+from prime_trl.core.metrics import prm_pairwise_accuracy
+from prime_trl.core.rewards import implicit_process_rewards, normalize_process_rewards, sequence_implicit_rewards
+
+__all__ = [
+    "accuracy_filter",
+    "discounted_returns",
+    "implicit_process_rewards",
+    "masked_whiten",
+    "normalize_process_rewards",
+    "outcome_rewards",
+    "ppo_clip_loss",
+    "prm_ce_loss",
+    "prm_pairwise_accuracy",
+    "rloo_returns",
+    "rloo_returns_paper_eq5",
+    "sequence_implicit_rewards",
+]
