@@ -1,0 +1,145 @@
+"""`PRIMEConfig`: GRPOConfig plus PRIME's fields (Cui et al. 2025, arXiv 2502.01456)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from trl import GRPOConfig
+
+PRM_UPDATE_MODES = ("after", "before", "none")
+PRM_PLACEMENTS = ("separate", "adapter")
+PROCESS_REWARD_NORMS = ("batch_norm", "none")
+
+
+@dataclass
+class PRIMEConfig(GRPOConfig):
+    r"""
+    Configuration for [`PRIMETrainer`]. Everything of [`~trl.GRPOConfig`] applies; the fields below are PRIME's.
+
+    Defaults follow the authors' Eurus-2-7B-PRIME run (PRIME-RL/PRIME `run_prime_main.sh`) where they apply to TRL.
+    Parent defaults that PRIME's objective depends on are pinned: `num_generations=4`, `beta=0.0` (no KL),
+    `epsilon=0.2` and `loss_type="dapo"` (PPO-clip averaged over all valid tokens of the batch).
+    """
+
+    # Parent defaults pinned for PRIME
+    num_generations: int | None = field(
+        default=4, metadata={"help": "Completions sampled per prompt (the paper's K). PRIME uses 4; must be >= 2."}
+    )
+    beta: float = field(
+        default=0.0,
+        metadata={"help": "KL coefficient against the policy reference. PRIME uses 0 (paper Sec. 4.1). This is not "
+                  "the implicit-PRM beta; see `prm_beta`."},
+    )
+    epsilon: float = field(default=0.2, metadata={"help": "PPO clip range (the authors' `clip_ratio`)."})
+    loss_type: str = field(
+        default="dapo",
+        metadata={"help": "Policy loss aggregation. 'dapo' = PPO-clip token-mean over all valid tokens of the "
+                  "generation batch, the authors' token-mean. Other GRPO loss types accept PRIME's per-token "
+                  "advantages too."},
+    )
+
+    # Implicit PRM
+    prm_beta: float = field(
+        default=0.05,
+        metadata={"help": "beta of the implicit reward r_t = beta * log(pi_prm / pi_ref) and of the PRM's "
+                  "cross-entropy loss (the authors' `beta_train`, 0.05). Must be > 0."},
+    )
+    prm_model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "Initial PRM weights. Default: the policy's starting point (paper Alg. 1 line 1). Only "
+                  "with `prm_placement='separate'`."},
+    )
+    prm_ref_model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "Frozen reference of the implicit PRM. Default: the PRM's initial weights, so every "
+                  "process reward starts at exactly 0. Only with `prm_placement='separate'`."},
+    )
+    prm_placement: str | None = field(
+        default=None,
+        metadata={"help": "Where the PRM lives. 'separate': a full model of its own plus a frozen reference model "
+                  "(default without `peft_config`). 'adapter': a second LoRA adapter on the policy's base model, "
+                  "the reference being that base with adapters disabled (default with `peft_config`).",
+                  "choices": list(PRM_PLACEMENTS)},
+    )
+    prm_update: str = field(
+        default="after",
+        metadata={"help": "When the PRM learns relative to scoring. 'after': rewards come from the same forward pass "
+                  "that the update uses, before its optimizer step (the paper's 'single forward', App. B.2). "
+                  "'before': update, then score with the updated PRM ('double forward'). 'none': frozen PRM, e.g. a "
+                  "trained implicit PRM such as EurusPRM.", "choices": list(PRM_UPDATE_MODES)},
+    )
+    prm_learning_rate: float = field(default=1e-6, metadata={"help": "PRM AdamW learning rate (paper: 1e-6)."})
+    prm_weight_decay: float = field(default=0.0, metadata={"help": "PRM AdamW weight decay (authors: 0)."})
+    prm_max_grad_norm: float = field(default=10.0, metadata={"help": "PRM gradient-norm clip (authors: 10)."})
+    prm_num_mini_batches: int = field(
+        default=1,
+        metadata={"help": "PRM optimizer steps per generation batch; each process splits its kept rows into this "
+                  "many mini-batches. The authors' 1024-row batches with 256-row mini-batches give 4."},
+    )
+    prm_micro_batch_size: int | None = field(
+        default=None,
+        metadata={"help": "Rows per PRM/reference forward pass (memory knob; gradients accumulate over micro-"
+                  "batches). Default: `per_device_train_batch_size`."},
+    )
+
+    # Accuracy filter
+    accuracy_lower_bound: float = field(
+        default=0.2,
+        metadata={"help": "Keep a prompt only if its group's mean outcome is >= this (inclusive; authors: 0.2)."},
+    )
+    accuracy_upper_bound: float = field(
+        default=0.8,
+        metadata={"help": "Keep a prompt only if its group's mean outcome is <= this (inclusive; authors: 0.8)."},
+    )
+
+    # Advantages
+    process_reward_coef: float = field(
+        default=1.0, metadata={"help": "Weight of the process-reward RLOO returns in the advantage; 0 disables them "
+                               "(outcome-only RLOO, the paper's baseline)."}
+    )
+    outcome_reward_coef: float = field(
+        default=1.0, metadata={"help": "Weight of the outcome-reward RLOO returns in the advantage; 0 disables them."}
+    )
+    gamma_process: float = field(default=1.0, metadata={"help": "Discount of the process-reward returns, in (0, 1]."})
+    gamma_outcome: float = field(default=1.0, metadata={"help": "Discount of the outcome-reward returns, in (0, 1]."})
+    process_reward_norm: str = field(
+        default="batch_norm",
+        metadata={"help": "'batch_norm': divide process rewards by the batch's largest |reverse cumulative sum| (the "
+                  "authors' `prime_norm`); 'none': use beta * log-ratio as is.", "choices": list(PROCESS_REWARD_NORMS)},
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        _check_choice("prm_update", self.prm_update, PRM_UPDATE_MODES)
+        _check_choice("process_reward_norm", self.process_reward_norm, PROCESS_REWARD_NORMS)
+        if self.prm_placement is not None:
+            _check_choice("prm_placement", self.prm_placement, PRM_PLACEMENTS)
+        if self.prm_beta <= 0:
+            raise ValueError(f"prm_beta must be > 0 (it scales the implicit reward), got {self.prm_beta}.")
+        if not 0.0 <= self.accuracy_lower_bound <= self.accuracy_upper_bound <= 1.0:
+            raise ValueError(
+                "Need 0 <= accuracy_lower_bound <= accuracy_upper_bound <= 1, got "
+                f"accuracy_lower_bound={self.accuracy_lower_bound}, accuracy_upper_bound={self.accuracy_upper_bound}."
+            )
+        for name in ("gamma_process", "gamma_outcome"):
+            if not 0.0 < getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must lie in (0, 1], got {getattr(self, name)}.")
+        for name in ("process_reward_coef", "outcome_reward_coef", "prm_learning_rate", "prm_weight_decay"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
+        if self.process_reward_coef == 0 and self.outcome_reward_coef == 0:
+            raise ValueError("process_reward_coef and outcome_reward_coef are both 0: the policy would get no signal.")
+        if self.prm_num_mini_batches < 1:
+            raise ValueError(f"prm_num_mini_batches must be >= 1, got {self.prm_num_mini_batches}.")
+        if self.prm_micro_batch_size is not None and self.prm_micro_batch_size < 1:
+            raise ValueError(f"prm_micro_batch_size must be >= 1, got {self.prm_micro_batch_size}.")
+        if self.prm_placement == "adapter" and (self.prm_model_name_or_path or self.prm_ref_model_name_or_path):
+            raise ValueError(
+                "prm_placement='adapter' shares the policy's base model, so prm_model_name_or_path and "
+                "prm_ref_model_name_or_path cannot be set; use prm_placement='separate' for another PRM checkpoint."
+            )
+
+
+def _check_choice(name: str, value, choices) -> None:
+    if value not in choices:
+        raise ValueError(f"{name}={value!r} is not one of {list(choices)}.")

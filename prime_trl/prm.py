@@ -1,0 +1,260 @@
+"""The implicit PRM: where it lives, its frozen reference, its optimizer, `score()` and `update()`.
+
+PRIME's PRM is a causal LM pi_prm trained with a cross-entropy loss on outcome labels; its token reward is
+r_t = beta * (log pi_prm(y_t|y_<t) - log pi_ref(y_t|y_<t)) (paper Eq. 3). The formulas live in
+`prime_trl.core`; this module only runs the forward passes and the optimizer.
+
+Two placements (`PLACEMENTS`):
+- `SeparatePRM`: a full model plus a frozen reference model (the authors' layout).
+- `AdapterPRM`: a second LoRA adapter on the policy's PEFT model; the reference is the base with all
+  adapters disabled, so PRIME fits in the memory of about one model.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from trl.trainer.utils import selective_log_softmax, use_adapter
+
+from prime_trl.core import implicit_process_rewards, prm_ce_loss
+
+PRM_ADAPTER_NAME = "prm"
+
+
+@dataclass
+class CompletionBatch:
+    """Rows of prompt + completion, as GRPO builds them.
+
+    input_ids:       (N, L)  prompt (left-padded) then completion (right-padded), L = prompt length + T
+    attention_mask:  (N, L)
+    completion_mask: (N, T)  1 on completion tokens (EOS included), 0 on padding
+    """
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    completion_mask: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.input_ids.size(0)
+
+    def rows(self, index: torch.Tensor) -> "CompletionBatch":
+        return CompletionBatch(self.input_ids[index], self.attention_mask[index], self.completion_mask[index])
+
+    def split(self, size: int) -> list[torch.Tensor]:
+        """Row-index chunks of at most `size` rows."""
+        return list(torch.arange(len(self), device=self.input_ids.device).split(size))
+
+
+def completion_logps(model: torch.nn.Module, batch: CompletionBatch) -> torch.Tensor:
+    """Per-token log pi(y_t | y_<t) of the completion tokens at temperature 1.
+
+    Returns (N, T). Unlike TRL's fused head (which bakes the sampling temperature in), this always scores at
+    temperature 1: the implicit reward is a log-likelihood ratio of the PRM, not of the sampler.
+    """
+    num_completion = batch.completion_mask.size(1)
+    # logits at position i predict token i+1, so the T completion tokens need the T positions before them
+    logits = model(
+        input_ids=batch.input_ids,
+        attention_mask=batch.attention_mask,
+        logits_to_keep=num_completion + 1,
+        use_cache=False,
+    ).logits[:, :-1]  # (N, T, V)
+    return selective_log_softmax(logits, batch.input_ids[:, -num_completion:])  # (N, T)
+
+
+class SeparatePRM:
+    """PRM and reference are models of their own; the reference is frozen."""
+
+    def __init__(self, prm: torch.nn.Module, ref: torch.nn.Module):
+        self.model = prm
+        self.ref_model = ref.requires_grad_(False).eval()
+
+    @contextmanager
+    def prm_scope(self):
+        yield self.model
+
+    @contextmanager
+    def ref_scope(self):
+        yield self.ref_model
+
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def save(self, output_dir: str) -> None:
+        self.model.save_pretrained(output_dir)
+
+
+class AdapterPRM:
+    """The PRM is the adapter `name` on the policy's PEFT model; the reference is the base, adapters off.
+
+    PEFT sets `requires_grad` only on the active adapter, so the PRM's forward, backward and optimizer
+    step must all run inside `prm_scope()`, or its gradients come out None (TRL_NOTES §3.2).
+    """
+
+    def __init__(self, peft_model, name: str = PRM_ADAPTER_NAME):
+        self.model = peft_model
+        self.name = name
+
+    @contextmanager
+    def prm_scope(self):
+        with use_adapter(self.model, self.name):
+            yield self.model
+
+    @contextmanager
+    def ref_scope(self):
+        with use_adapter(self.model, None):
+            yield self.model
+
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        return [p for n, p in self.model.named_parameters() if f".{self.name}." in n]
+
+    def save(self, output_dir: str) -> None:
+        self.model.save_pretrained(output_dir, selected_adapters=[self.name])
+
+
+PLACEMENTS = {"separate": SeparatePRM, "adapter": AdapterPRM}
+
+
+class OnlinePRM:
+    """Scores completions with implicit process rewards and learns from outcome labels.
+
+    `accelerator` supplies the device, autocast and the cross-process gradient sum. The PRM's optimizer is a
+    plain AdamW on purpose: an accelerate-wrapped optimizer skips `step()` on the non-sync micro-steps where
+    TRL generates (TRL_NOTES §4.2).
+    """
+
+    def __init__(
+        self,
+        placement,
+        accelerator,
+        beta: float,
+        learning_rate: float,
+        weight_decay: float,
+        max_grad_norm: float,
+        micro_batch_size: int,
+        num_mini_batches: int,
+    ):
+        self.placement = placement
+        self.accelerator = accelerator
+        self.beta = beta
+        self.max_grad_norm = max_grad_norm
+        self.micro_batch_size = micro_batch_size
+        self.num_mini_batches = num_mini_batches
+        self.parameters = placement.trainable_parameters()
+        if not self.parameters:
+            raise ValueError("The PRM has no trainable parameters: nothing for PRIME's online update to learn.")
+        self.optimizer = torch.optim.AdamW(
+            self.parameters, lr=learning_rate, weight_decay=weight_decay, betas=(0.9, 0.999)
+        )
+        # Constant learning rate, as the authors run it; a scheduler object keeps checkpoints uniform.
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda _: 1.0)
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.placement.model
+
+    # -- forward passes -------------------------------------------------------------------------------
+    @torch.no_grad()
+    def _logps_no_grad(self, scope, batch: CompletionBatch) -> torch.Tensor:
+        if len(batch) == 0:  # every group of this process was filtered out
+            return batch.completion_mask.new_zeros(batch.completion_mask.shape, dtype=torch.float32)
+        with scope() as module, self.accelerator.autocast():
+            return torch.cat([completion_logps(module, batch.rows(i)) for i in batch.split(self.micro_batch_size)])
+
+    def ref_logps(self, batch: CompletionBatch) -> torch.Tensor:
+        """log pi_ref of each completion token, (N, T)."""
+        return self._logps_no_grad(self.placement.ref_scope, batch).float()
+
+    def score(self, batch: CompletionBatch, ref_logps: torch.Tensor) -> torch.Tensor:
+        """Implicit process rewards r_t of the current PRM, (N, T); no update."""
+        prm_logps = self._logps_no_grad(self.placement.prm_scope, batch).float()
+        return implicit_process_rewards(prm_logps, ref_logps, batch.completion_mask, self.beta)
+
+    # -- online update ----------------------------------------------------------------------------------
+    def update(
+        self, batch: CompletionBatch, ref_logps: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """One pass of PRIME's PRM update over this process's rows (paper Alg. 1 line 8).
+
+        Args:
+            batch: N local rows to learn from.
+            ref_logps: (N, T) reference log-probs of those rows.
+            labels: (N,) outcome labels in [0, 1] (BCE targets).
+
+        Returns:
+            rewards: (N, T) implicit process rewards from the forward pass each row's update used, i.e. before
+                that mini-batch's optimizer step (the paper's "single forward").
+            metrics: global `loss` (mean BCE over all processes' rows) and `grad_norm` (last mini-batch).
+
+        The rows are split into `num_mini_batches` chunks per process, one optimizer step each. Every process
+        takes the same number of steps, so their gradients can be summed across processes; each row's loss is
+        divided by the global row count of its mini-batch, which makes the summed gradient that of the global
+        mean loss.
+        """
+        rewards = torch.zeros_like(ref_logps)
+        loss_sum = torch.zeros((), device=ref_logps.device)
+        grad_norm = torch.zeros((), device=ref_logps.device)
+        all_rows = torch.arange(len(batch), device=ref_logps.device)
+        with self.placement.prm_scope() as module:
+            for mini_rows in all_rows.tensor_split(self.num_mini_batches):
+                num_global = self.accelerator.reduce(torch.tensor(len(mini_rows), device=all_rows.device), "sum")
+                if num_global.item() == 0:
+                    continue
+                for rows in mini_rows.split(self.micro_batch_size):
+                    micro = batch.rows(rows)
+                    with self.accelerator.autocast():
+                        prm_logps = completion_logps(module, micro).float()
+                    # L_CE = -[r_o log sigma(r_phi(y)) + (1 - r_o) log(1 - sigma(r_phi(y)))]   (Alg. 1 line 8)
+                    row_losses = prm_ce_loss(
+                        prm_logps, ref_logps[rows], micro.completion_mask, labels[rows], self.beta, reduction="none"
+                    )
+                    (row_losses.sum() / num_global).backward()
+                    loss_sum += row_losses.detach().sum()
+                    rewards[rows] = implicit_process_rewards(
+                        prm_logps.detach(), ref_logps[rows], micro.completion_mask, self.beta
+                    )
+                grad_norm = self._step()
+        num_rows = self.accelerator.reduce(torch.tensor(len(batch), device=all_rows.device), "sum").clamp(min=1)
+        loss = self.accelerator.reduce(loss_sum, "sum") / num_rows
+        return rewards, {"loss": loss.item(), "grad_norm": float(grad_norm)}
+
+    def _step(self) -> torch.Tensor:
+        """Sum gradients over processes, clip, take one AdamW step."""
+        for p in self.parameters:
+            if p.grad is None:  # a process with no rows this mini-batch still joins the all-reduce
+                p.grad = torch.zeros_like(p)
+            if self.accelerator.num_processes > 1:
+                p.grad = self.accelerator.reduce(p.grad, "sum")
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.parameters, self.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return grad_norm
+
+    def step(self, mode: str, batch: CompletionBatch, ref_logps: torch.Tensor, labels: torch.Tensor):
+        """Rewards (N, T) and update metrics for one generation batch under `prm_update` mode `mode`."""
+        return _UPDATE_MODES[mode](self, batch, ref_logps, labels)
+
+    # -- persistence ------------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+
+
+
+def _score_after_update(prm: OnlinePRM, batch, ref_logps, labels):
+    # "before" (double forward): learn from this batch first, then score it with the updated PRM
+    _, metrics = prm.update(batch, ref_logps, labels)
+    return prm.score(batch, ref_logps), metrics
+
+
+def _score_frozen(prm: OnlinePRM, batch, ref_logps, labels):
+    return prm.score(batch, ref_logps), {}
+
+
+_UPDATE_MODES = {"after": OnlinePRM.update, "before": _score_after_update, "none": _score_frozen}

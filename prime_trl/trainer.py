@@ -1,0 +1,310 @@
+"""`PRIMETrainer`: PRIME (Cui et al. 2025, arXiv 2502.01456, Alg. 1) on TRL's GRPOTrainer.
+
+GRPO already samples `num_generations` completions per prompt, scores them with the reward functions
+(gathered across processes) and applies a PPO-clip loss that accepts per-token advantages. PRIME replaces
+what happens between scoring and the loss:
+
+    outcome scores -> accuracy filter -> implicit PRM (score + online CE update) -> RLOO returns -> whitening
+
+All formulas are in `prime_trl.core`; the PRM's state is in `prime_trl.prm`. This file orchestrates.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+
+import torch
+from transformers.trainer import PREFIX_CHECKPOINT_DIR
+from trl import GRPOTrainer
+from trl.trainer.utils import create_model_from_path
+
+from prime_trl.config import PRIMEConfig
+from prime_trl.core import (
+    accuracy_filter,
+    masked_whiten,
+    normalize_process_rewards,
+    prm_pairwise_accuracy,
+    rloo_returns,
+)
+from prime_trl.prm import PLACEMENTS, PRM_ADAPTER_NAME, CompletionBatch, OnlinePRM
+
+PRM_DIR = "prm"
+PRM_STATE_FILE = "prm_state.pt"
+
+
+class PRIMETrainer(GRPOTrainer):
+    """Drop-in replacement for `GRPOTrainer` that trains with PRIME.
+
+    Args are those of `GRPOTrainer`, with `args` a `PRIMEConfig`, plus:
+        prm_model: optional PRM instance (placement "separate"); default: a copy of the policy's start.
+        prm_ref_model: optional frozen reference for the PRM; default: a copy of the PRM's start.
+    """
+
+    _tag_names = ["trl", "prime"]
+    _name = "PRIME"
+
+    def __init__(
+        self,
+        model,
+        reward_funcs=None,
+        args: PRIMEConfig | None = None,
+        train_dataset=None,
+        eval_dataset=None,
+        processing_class=None,
+        reward_processing_classes=None,
+        callbacks=None,
+        optimizers=(None, None),
+        quantization_config=None,
+        peft_config=None,
+        prm_model=None,
+        prm_ref_model=None,
+        **kwargs,
+    ):
+        if args is None:
+            name = model if isinstance(model, str) else model.config._name_or_path
+            args = PRIMEConfig(f"{str(name).split('/')[-1]}-PRIME")
+        if not isinstance(args, PRIMEConfig):
+            raise TypeError(f"PRIMETrainer needs args to be a PRIMEConfig, got {type(args).__name__}.")
+        placement = _resolve_placement(args.prm_placement, model, peft_config)
+        if placement == "separate":
+            # Copy the PRM from the policy *before* the parent wraps or patches the policy model.
+            prm_model, prm_ref_model = _separate_prm_models(
+                model, args, prm_model, prm_ref_model, quantization_config
+            )
+        elif prm_model is not None or prm_ref_model is not None:
+            raise ValueError("prm_model / prm_ref_model apply only to prm_placement='separate'.")
+
+        super().__init__(
+            model=model,
+            reward_funcs=reward_funcs,
+            args=args,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            processing_class=processing_class,
+            reward_processing_classes=reward_processing_classes,
+            callbacks=callbacks,
+            optimizers=optimizers,
+            quantization_config=quantization_config,
+            peft_config=peft_config,
+            **kwargs,
+        )
+        self.prm_placement = placement
+        self.prm = OnlinePRM(
+            self._build_placement(placement, prm_model, prm_ref_model),
+            self.accelerator,
+            beta=args.prm_beta,
+            learning_rate=args.prm_learning_rate,
+            weight_decay=args.prm_weight_decay,
+            max_grad_norm=args.prm_max_grad_norm,
+            micro_batch_size=args.prm_micro_batch_size or args.per_device_train_batch_size,
+            num_mini_batches=args.prm_num_mini_batches,
+        )
+
+    @property
+    def prm_model(self) -> torch.nn.Module:
+        """The PRM's module: the separate model, or the policy's PEFT model carrying the "prm" adapter."""
+        return self.prm.model
+
+    def _build_placement(self, placement: str, prm_model, prm_ref_model):
+        if placement == "adapter":
+            if not hasattr(self.model, "peft_config"):
+                raise ValueError("prm_placement='adapter' needs a PEFT policy: pass peft_config (or a PeftModel).")
+            # Added after the parent's __init__, frozen and inactive: the policy optimizer and DDP never see it.
+            prm_lora = copy.deepcopy(self.model.peft_config[self.model.active_adapter])
+            prm_lora.inference_mode = False
+            self.model.add_adapter(PRM_ADAPTER_NAME, prm_lora)
+            return PLACEMENTS["adapter"](self.model, PRM_ADAPTER_NAME)
+        device = self.accelerator.device
+        if self.args.gradient_checkpointing:
+            prm_model.gradient_checkpointing_enable(
+                gradient_checkpointing_kwargs=self.args.gradient_checkpointing_kwargs or {"use_reentrant": False}
+            )
+        return PLACEMENTS["separate"](prm_model.to(device).train(), prm_ref_model.to(device))
+
+    # -- PRIME: rewards -------------------------------------------------------------------------------------
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        # Keep the gathered (B_global, num_reward_funcs) outcome rewards for PRIME's filter, labels and RLOO.
+        self._outcome_rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        return self._outcome_rewards_per_func
+
+    def _generate_and_score_completions(self, inputs):
+        output = super()._generate_and_score_completions(inputs)
+        if not self.model.training:  # evaluation also comes through here: no PRM update, GRPO advantages
+            return output
+        return self._apply_prime(output)
+
+    def _apply_prime(self, output: dict) -> dict:
+        """Replace GRPO's (B,) advantages by PRIME's per-token (B, T) advantages and update the PRM."""
+        G = self.num_generations
+        completion_mask = output["completion_mask"]  # (B_local, T)
+        num_local = completion_mask.size(0)
+        local = slice(self.accelerator.process_index * num_local, (self.accelerator.process_index + 1) * num_local)
+
+        # 1. Outcome scores r_o, gathered (B_global,); NaN where every reward function returned None.
+        scores = _outcome_scores(self._outcome_rewards_per_func, self.reward_weights)
+        _check_outcome_range(scores, self.reward_func_names)
+
+        # 2. Accuracy filter: keep whole groups whose mean outcome lies in [low, high] and that are all scorable.
+        scorable_groups = ~scores.view(-1, G).isnan().any(dim=1)  # (P_global,)
+        keep_groups = accuracy_filter(
+            scores.nan_to_num(0.0), G, self.args.accuracy_lower_bound, self.args.accuracy_upper_bound
+        ) & scorable_groups
+        keep_rows = keep_groups.repeat_interleave(G)  # (B_global,)
+        labels = scores.nan_to_num(0.0)
+
+        # 3. Implicit PRM on this process's kept rows: reference pass, then score and/or update.
+        loss_mask = completion_mask if "tool_mask" not in output else completion_mask * output["tool_mask"]
+        batch = CompletionBatch(
+            torch.cat([output["prompt_ids"], output["completion_ids"]], dim=1),
+            torch.cat([output["prompt_mask"], completion_mask], dim=1),
+            completion_mask,
+        )
+        kept_local = keep_rows[local].nonzero().squeeze(1)
+        kept_batch = batch.rows(kept_local)
+        ref_logps = self.prm.ref_logps(kept_batch)
+        kept_rewards, prm_metrics = self.prm.step(self.args.prm_update, kept_batch, ref_logps, labels[local][kept_local])
+        process_rewards = torch.zeros_like(completion_mask, dtype=torch.float32)  # (B_local, T)
+        process_rewards[kept_local] = kept_rewards
+
+        # 4. Advantages over the global batch, so they do not depend on how rows are split across processes.
+        loss_mask = loss_mask * keep_rows[local].unsqueeze(1)  # masked, never dropped: the buffer splits equal chunks
+        rewards_g, mask_g = self._gather_padded(process_rewards), self._gather_padded(loss_mask.float())
+        advantages = self._token_advantages(rewards_g, labels, mask_g)
+
+        # 5. Hand the per-token advantages and the loss mask to GRPO's PPO-clip loss.
+        output["advantages"] = advantages[local, : completion_mask.size(1)]
+        output["tool_mask"] = loss_mask  # GRPO's loss-only mask: filtered rows leave the loss, not the forward
+        output["num_items_in_batch"] = self.accelerator.gather(loss_mask.sum()).sum()
+
+        self._log_prime_metrics(prm_metrics, rewards_g, labels, mask_g, keep_rows, keep_groups)
+        return output
+
+    def _token_advantages(self, process_rewards, scores, mask):
+        """(B_global, T) advantages: normalise process rewards, RLOO returns of both sources, whiten."""
+        args = self.args
+        if args.process_reward_norm == "batch_norm":
+            process_rewards = normalize_process_rewards(process_rewards, mask)
+        returns = rloo_returns(
+            process_rewards,
+            scores,
+            mask,
+            self.num_generations,
+            process_coef=args.process_reward_coef,
+            outcome_coef=args.outcome_reward_coef,
+            gamma_process=args.gamma_process,
+            gamma_outcome=args.gamma_outcome,
+        )
+        return masked_whiten(returns, mask) * mask
+
+    def _gather_padded(self, tensor: torch.Tensor) -> torch.Tensor:
+        """(B_local, T_local) -> (B_global, T_max): completions have different lengths on each process."""
+        return self.accelerator.gather(self.accelerator.pad_across_processes(tensor, dim=1, pad_index=0))
+
+    def _log_prime_metrics(self, prm_metrics, process_rewards, scores, mask, keep_rows, keep_groups):
+        metrics = self._metrics["train"]
+        metrics["filter/kept_fraction"].append(keep_groups.float().mean().item())
+        for name, value in prm_metrics.items():
+            metrics[f"prm/{name}"].append(value)
+        if self.args.prm_update != "none":
+            metrics["prm/learning_rate"].append(self.prm.scheduler.get_last_lr()[0])
+        if keep_rows.any():
+            rows = keep_rows.nonzero().squeeze(1)  # whole groups, still contiguous
+            kept_mask = mask[rows]
+            metrics["prm/process_reward_mean"].append(
+                ((process_rewards[rows] * kept_mask).sum() / kept_mask.sum().clamp(min=1)).item()
+            )
+            metrics["prm/accuracy"].append(
+                float(prm_pairwise_accuracy(process_rewards[rows], scores[rows], kept_mask, self.num_generations))
+            )
+
+    # -- saving and resuming -----------------------------------------------------------------------------
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """Save the policy as GRPO does, and the PRM to `<output_dir>/prm` (loadable with `from_pretrained`)."""
+        super().save_model(output_dir, _internal_call)
+        output_dir = output_dir or self.args.output_dir
+        # A PEFT policy's save_pretrained already writes every adapter, the PRM's into `prm/`.
+        if self.prm_placement == "separate" and self.args.should_save:
+            prm_dir = os.path.join(output_dir, PRM_DIR)
+            self.accelerator.unwrap_model(self.prm.model).save_pretrained(prm_dir)
+            if self.processing_class is not None:
+                self.processing_class.save_pretrained(prm_dir)
+
+    def _save_checkpoint(self, model, trial):
+        super()._save_checkpoint(model, trial)
+        if self.args.should_save and not self.args.save_only_model:
+            checkpoint = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+            torch.save(self.prm.state_dict(), os.path.join(checkpoint, PRM_STATE_FILE))
+
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        super()._load_optimizer_and_scheduler(checkpoint)
+        if checkpoint is None:
+            return
+        self._load_prm_weights(os.path.join(checkpoint, PRM_DIR))
+        state_path = os.path.join(checkpoint, PRM_STATE_FILE)
+        if os.path.exists(state_path):
+            self.prm.load_state_dict(torch.load(state_path, map_location=self.accelerator.device, weights_only=True))
+
+    def _load_prm_weights(self, prm_dir: str) -> None:
+        if not os.path.isdir(prm_dir):
+            raise FileNotFoundError(f"Checkpoint has no PRM at {prm_dir}; it was not written by PRIMETrainer.")
+        if self.prm_placement == "adapter":
+            from peft import set_peft_model_state_dict
+            from peft.utils import load_peft_weights
+
+            set_peft_model_state_dict(self.model, load_peft_weights(prm_dir), adapter_name=PRM_ADAPTER_NAME)
+        else:
+            from safetensors.torch import load_file
+
+            state = load_file(os.path.join(prm_dir, "model.safetensors"), device=str(self.accelerator.device))
+            self.accelerator.unwrap_model(self.prm.model).load_state_dict(state, strict=False)
+
+
+# -- helpers: pure functions on the trainer's inputs ------------------------------------------------------
+def _resolve_placement(requested: str | None, model, peft_config) -> str:
+    is_peft = peft_config is not None or hasattr(model, "peft_config")
+    placement = requested or ("adapter" if is_peft else "separate")
+    if placement == "adapter" and not is_peft:
+        raise ValueError("prm_placement='adapter' needs a PEFT policy: pass peft_config (or a PeftModel).")
+    return placement
+
+
+def _separate_prm_models(model, args: PRIMEConfig, prm_model, prm_ref_model, quantization_config):
+    """The PRM (default: the policy's starting point) and its frozen reference (default: the PRM's start)."""
+    if quantization_config is not None:
+        raise ValueError(
+            "A quantized PRM cannot be trained as a full model. Use peft_config with prm_placement='adapter' "
+            "(QLoRA: policy and PRM are adapters on the shared 4-bit base)."
+        )
+    init_kwargs = dict(args.model_init_kwargs or {})
+    init_kwargs["device_map"] = None  # placed on the accelerator's device by the trainer
+
+    def load(source):
+        if isinstance(source, str):
+            return create_model_from_path(source, **init_kwargs)
+        if hasattr(source, "peft_config"):
+            raise ValueError("For a PeftModel policy use prm_placement='adapter', or pass prm_model explicitly.")
+        return copy.deepcopy(source)
+
+    if prm_model is None:
+        prm_model = load(args.prm_model_name_or_path or model)
+    if prm_ref_model is None:
+        source = args.prm_ref_model_name_or_path
+        prm_ref_model = load(source) if source else copy.deepcopy(prm_model)
+    return prm_model, prm_ref_model
+
+
+def _outcome_scores(rewards_per_func: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """(B, F) rewards -> (B,) weighted sum; NaN where every reward function returned None (unscorable)."""
+    scores = (rewards_per_func * weights.to(rewards_per_func.device).unsqueeze(0)).nansum(dim=1)
+    return scores.masked_fill(rewards_per_func.isnan().all(dim=1), float("nan"))
+
+
+def _check_outcome_range(scores: torch.Tensor, reward_func_names: list[str]) -> None:
+    bad = (scores < 0) | (scores > 1)
+    if bad.any():
+        row = int(bad.nonzero()[0])
+        raise ValueError(
+            f"PRIME needs outcome rewards in [0, 1] (they are the PRM's cross-entropy labels), but row {row} scored "
+            f"{scores[row].item():.4g} from reward functions {reward_func_names} (weighted by reward_weights)."
+        )

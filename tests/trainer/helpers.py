@@ -1,0 +1,35 @@
+"""Small builders shared by the trainer tests: a toy dataset, a toy verifier, a CPU PRIMEConfig."""
+
+from datasets import Dataset
+
+from prime_trl import PRIMEConfig
+
+
+def toy_dataset(n: int = 16) -> Dataset:
+    return Dataset.from_list([{"prompt": [{"role": "user", "content": f"What is {i} + {i}?"}]} for i in range(n)])
+
+
+def parity_reward(completions, **kwargs) -> list[float]:
+    """1.0 when the completion has an even number of characters: a verifier whose outcome varies within groups."""
+    return [float(len(c[0]["content"]) % 2 == 0) for c in completions]
+
+
+def cpu_config(tmp_path, **overrides) -> PRIMEConfig:
+    kwargs = dict(
+        output_dir=str(tmp_path / "out"),
+        use_cpu=True,
+        bf16=False,
+        per_device_train_batch_size=8,
+        gradient_accumulation_steps=1,
+        max_completion_length=12,
+        max_steps=2,
+        learning_rate=1e-2,
+        prm_learning_rate=1e-2,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=1,
+        seed=0,
+        disable_tqdm=True,
+    )
+    kwargs.update(overrides)
+    return PRIMEConfig(**kwargs)
