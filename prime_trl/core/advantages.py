@@ -94,11 +94,15 @@ def rloo_returns(
 
     Each source gets its own leave-one-out baseline (`_leave_one_out`), then its discounted
     return; the returns are summed with their coefficients. For the process source m_j is a
-    per-token mean, so R'_t = r_t - (1/(n-1)) sum_{j!=i} m_j + (r_t - m_i)/(n-1): it matches the
-    paper's Eq. 5 summed over the completion (t = 0) but not at t > 0 (see
+    per-token mean, so R'_t = r_t - (1/(n-1)) sum_{j!=i} m_j + (r_t - m_i)/(n-1): with gamma = 1
+    it matches the paper's Eq. 5 summed over the completion (t = 0) but not at t > 0 (see
     `rloo_returns_paper_eq5`). The outcome lives on the last valid token, so its R' is plain
     RLOO, r_o^i - mean_{j!=i} r_o^j. The authors' paper run has both coefficients and gammas at 1;
     since the returns are whitened next, equal coefficients do not change the advantages.
+
+    Edge cases: n counts a group's non-empty rows. Empty rows return 0 and are left out of the
+    baseline (their scores may be NaN). With n = 1 (e.g. G = 1) the baseline is 0, so the row
+    gets its raw discounted rewards (REINFORCE). A group with equal outcomes gets no outcome term.
 
     Args:
         process_rewards (torch.Tensor | None): r_phi(y_t), shape (B, T); not read if process_coef == 0.

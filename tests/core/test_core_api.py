@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 import prime_trl.core as core
 
@@ -43,3 +44,25 @@ def test_defaults():
 def test_core_imports_torch_only():
     code = "import sys, prime_trl.core; bad = {'transformers', 'trl', 'accelerate', 'datasets'} & set(sys.modules); assert not bad, bad"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_mask_dtype_does_not_matter():
+    generator = torch.Generator().manual_seed(0)
+    values = torch.randn(4, 3, generator=generator)
+    other = torch.randn(4, 3, generator=generator)
+    scores = torch.tensor([1.0, 0.0, 0.5, 0.5])
+    long_mask = torch.tensor([[1, 1, 1], [1, 1, 0], [1, 0, 0], [0, 0, 0]])
+    calls = {
+        "implicit_process_rewards": lambda m: core.implicit_process_rewards(values, other, m, 0.1),
+        "normalize_process_rewards": lambda m: core.normalize_process_rewards(values, m),
+        "prm_ce_loss": lambda m: core.prm_ce_loss(values, other, m, scores, 0.1, reduction="none"),
+        "rloo_returns": lambda m: core.rloo_returns(values, scores, m, 2, gamma_process=0.9),
+        "masked_whiten": lambda m: core.masked_whiten(values, m),
+        "ppo_clip_loss": lambda m: core.ppo_clip_loss(values, other, other, m)[0],
+        "prm_pairwise_accuracy": lambda m: core.prm_pairwise_accuracy(values, scores, m, 2),
+        "min_form_returns": lambda m: core.min_form_returns(values, m),
+    }
+    for name, call in calls.items():
+        expected = call(long_mask)
+        for mask in (long_mask.bool(), long_mask.float()):
+            torch.testing.assert_close(call(mask), expected, msg=name)
