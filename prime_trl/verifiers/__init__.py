@@ -1,0 +1,35 @@
+"""Outcome verifiers as TRL reward functions: `(completions, ground_truth, **columns) -> list[float]`.
+
+They accept and ignore TRL's other keyword arguments (prompts, completion_ids, trainer_state,
+log_extra, other dataset columns) and report sandbox/timeout events through `log_metric` when TRL
+passes it. Looked up by name through `REWARD_FUNCS`.
+"""
+
+from .code_verifier import code_reward, extract_code, make_code_reward
+from .math_verifier import extract_answer, make_math_reward, math_reward
+from .router import make_outcome_reward
+from .sandbox import RunResult, SandboxLimits, SandboxReport, run_python
+
+outcome_reward = make_outcome_reward({"math": math_reward, "code": code_reward})
+
+REWARD_FUNCS = {
+    "math": math_reward,
+    "code": code_reward,
+    "outcome": outcome_reward,
+}
+
+__all__ = [
+    "REWARD_FUNCS",
+    "RunResult",
+    "SandboxLimits",
+    "SandboxReport",
+    "code_reward",
+    "extract_answer",
+    "extract_code",
+    "make_code_reward",
+    "make_math_reward",
+    "make_outcome_reward",
+    "math_reward",
+    "outcome_reward",
+    "run_python",
+]

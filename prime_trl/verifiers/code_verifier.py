@@ -1,0 +1,197 @@
+"""Code outcome reward: run the completion's last ```python block on APPS-format tests.
+
+r_o^code = #passed / #tests (PRIME paper §4.1). Tests are `{"inputs": [...], "outputs": [...]}`,
+either stdin/stdout text, or call-based with `"fn_name"` (inputs are argument lists, outputs the
+return values). The program runs in `sandbox.run_python`; outputs are compared here, outside the
+sandbox, so the program can neither see the expected outputs nor forge a verdict.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+
+from .sandbox import RunResult, SandboxLimits, map_bounded, run_python
+from .text import completion_text
+
+_FENCE = re.compile(r"```[ \t]*(?:python3?|py)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL | re.IGNORECASE)
+
+# Call-based driver, prepended to nothing: the solution runs with prints silenced, then the
+# function is called on the JSON arguments from stdin and the JSON result goes to the saved stdout.
+_CALL_DRIVER = """\
+import json as _j, os as _o, sys as _s
+_out = _o.fdopen(_o.dup(1), "w")
+_s.stdout = open(_o.devnull, "w")
+_args = _j.loads(_s.stdin.read())
+_g = {{"__name__": "__solution__", "__builtins__": __builtins__}}
+exec(compile({source!r}, "solution.py", "exec"), _g)
+_name = {fn_name!r}
+if "Solution" in _g and hasattr(_g["Solution"], _name):
+    _f = getattr(_g["Solution"](), _name)
+else:
+    _f = _g[_name]
+_r = _f(*_args) if isinstance(_args, list) else _f(_args)
+_out.write(_j.dumps(_r, default=repr))
+_out.flush()
+"""
+
+
+def extract_code(text: str) -> str | None:
+    """The last fenced python block (an unclosed last fence counts: generation may stop early)."""
+    blocks = _FENCE.findall(text)
+    return blocks[-1] if blocks else None
+
+
+def parse_tests(ground_truth, row: int | None = None) -> dict:
+    """APPS test dict from a JSON string or dict; raises ValueError naming the row otherwise."""
+    where = f"row {row}: " if row is not None else ""
+    tests = ground_truth
+    if isinstance(tests, (str, bytes)):
+        try:
+            tests = json.loads(tests)
+        except ValueError as e:
+            raise ValueError(f"{where}code ground_truth is not JSON: {e}") from None
+    if not isinstance(tests, dict) or not isinstance(tests.get("inputs"), list) \
+            or not isinstance(tests.get("outputs"), list) or len(tests["inputs"]) != len(tests["outputs"]):
+        raise ValueError(f"{where}code ground_truth must be {{'inputs': [...], 'outputs': [...]}} of equal length")
+    return tests
+
+
+# ----------------------------------------------------------------------------- comparison
+
+
+def _as_text(value) -> str:
+    if isinstance(value, list):  # some datasets store a test's text as a list of lines
+        return "\n".join(str(v) for v in value)
+    return str(value)
+
+
+def _is_close(a: str, b: str) -> bool:
+    try:
+        x, y = float(a), float(b)
+    except ValueError:
+        return False
+    return math.isclose(x, y, rel_tol=1e-6, abs_tol=1e-6)
+
+
+def stdout_matches(actual: str, expected) -> bool:
+    """Whitespace-tolerant: equal token sequences, numeric tokens equal up to 1e-6."""
+    got, want = actual.split(), _as_text(expected).split()
+    if got == want:
+        return True
+    return len(got) == len(want) and all(g == w or _is_close(g, w) for g, w in zip(got, want))
+
+
+def _normalise(value):
+    """JSON round trip: tuples become lists, as APPS's checker does."""
+    return json.loads(json.dumps(value, default=repr))
+
+
+def _values_match(got, want) -> bool:
+    if isinstance(got, float) or isinstance(want, float):
+        try:
+            return math.isclose(float(got), float(want), rel_tol=1e-6, abs_tol=1e-6)
+        except (TypeError, ValueError):
+            return False
+    if isinstance(got, list) and isinstance(want, list):
+        return len(got) == len(want) and all(_values_match(g, w) for g, w in zip(got, want))
+    return got == want
+
+
+def call_matches(actual_json: str, expected) -> bool:
+    """APPS call-based rule: the return value equals the expected one, or its only element."""
+    try:
+        got = json.loads(actual_json)
+    except ValueError:
+        return False
+    want = _normalise(expected)
+    if _values_match(got, want):
+        return True
+    return isinstance(want, list) and len(want) == 1 and _values_match(got, want[0])
+
+
+# ----------------------------------------------------------------------------- scoring
+
+
+@dataclass
+class CodeScore:
+    score: float
+    passed: int
+    total: int
+    sandbox_error: bool = False  # the sandbox died or hit its total deadline
+    timeouts: int = 0  # runs that hit the per-test deadline
+
+
+def score_program(source: str | None, tests: dict, limits: SandboxLimits, isolation: str = "auto",
+                  max_tests: int | None = None) -> CodeScore:
+    """Run one program on its tests; passed / total (total counts the tests that were run)."""
+    inputs, outputs = tests["inputs"], tests["outputs"]
+    if max_tests is not None:
+        inputs, outputs = inputs[:max_tests], outputs[:max_tests]
+    total = len(inputs)
+    if total == 0 or not source or not source.strip():
+        return CodeScore(0.0, 0, total)
+    fn_name = tests.get("fn_name")
+    if fn_name:
+        program = _CALL_DRIVER.format(source=source, fn_name=str(fn_name))
+        stdins = [json.dumps(x) for x in inputs]
+        match = call_matches
+    else:
+        program, stdins, match = source, [_as_text(x) for x in inputs], stdout_matches
+    report = run_python(program, stdins, limits, isolation=isolation)
+    passed = sum(_run_passed(run, want, match) for run, want in zip(report.runs, outputs))
+    return CodeScore(
+        score=passed / total,
+        passed=passed,
+        total=total,
+        sandbox_error=report.sandbox_error is not None,
+        timeouts=sum(run.status == "timeout" for run in report.runs),
+    )
+
+
+def _run_passed(run: RunResult, expected, match) -> bool:
+    return run.status == "ok" and match(run.stdout, expected)
+
+
+def make_code_reward(
+    timeout_s: float = 5.0,
+    total_timeout_s: float = 60.0,
+    memory_mb: int = 1024,
+    max_procs: int = 32,
+    file_size_mb: int = 16,
+    output_bytes: int = 1 << 20,
+    workers: int | None = None,
+    max_tests: int | None = None,
+    isolation: str = "auto",
+):
+    """A TRL reward function scoring code completions; the knobs bound each test and completion.
+
+    workers: completions run at once (default: one per CPU core). max_tests: only the first
+    `max_tests` tests of each problem (None: all, as the paper's r_o). isolation: see `run_python`.
+    """
+    import os
+
+    limits = SandboxLimits(timeout_s=timeout_s, total_timeout_s=total_timeout_s, memory_mb=memory_mb,
+                           max_procs=max_procs, file_size_mb=file_size_mb, output_bytes=output_bytes)
+    n_workers = workers or os.cpu_count() or 1
+
+    def code_reward(completions, ground_truth, log_metric=None, **kwargs) -> list[float]:
+        if len(ground_truth) != len(completions):
+            raise ValueError(f"code_reward: {len(completions)} completions but {len(ground_truth)} ground_truth")
+        jobs = [(completion_text(c, row=i), parse_tests(gt, row=i)) for i, (c, gt) in
+                enumerate(zip(completions, ground_truth))]
+        scores = map_bounded(
+            lambda job: score_program(extract_code(job[0]), job[1], limits, isolation, max_tests), jobs, n_workers
+        )
+        if log_metric is not None:
+            log_metric("verifiers/code_sandbox_errors", float(sum(s.sandbox_error for s in scores)))
+            log_metric("verifiers/code_test_timeouts", float(sum(s.timeouts for s in scores)))
+        return [s.score for s in scores]
+
+    code_reward.__name__ = "code_reward"
+    return code_reward
+
+
+code_reward = make_code_reward()
