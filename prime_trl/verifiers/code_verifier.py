@@ -159,7 +159,7 @@ def make_code_reward(
     timeout_s: float = 5.0,
     total_timeout_s: float = 60.0,
     memory_mb: int = 1024,
-    max_procs: int = 32,
+    max_procs: int = 16,
     file_size_mb: int = 16,
     output_bytes: int = 1 << 20,
     workers: int | None = None,

@@ -68,7 +68,8 @@ class SandboxLimits:
     timeout_s: float = 5.0  # wall (and, rounded up + 1, CPU) seconds per run
     total_timeout_s: float = 60.0  # wall seconds for all runs of one sandbox; later runs are "skipped"
     memory_mb: int = 1024  # RLIMIT_AS per process (a fork multiplies it: see max_procs)
-    max_procs: int = 32  # processes + threads in the sandbox, harness included (RLIMIT_NPROC)
+    max_procs: int = 16  # processes + threads in the sandbox, harness included (RLIMIT_NPROC);
+    # memory is bounded per process, so a sandbox can hold up to max_procs * memory_mb
     file_size_mb: int = 16  # largest file the program may write (RLIMIT_FSIZE)
     scratch_mb: int = 64  # size of the private /tmp (namespaces only)
     output_bytes: int = 1 << 20  # stdout captured per run; more is status "output_limit"
