@@ -1,0 +1,78 @@
+"""Run under `accelerate launch` (or plain python for one process); writes JSON results to argv[2].
+
+`fixed`: every process takes its slice of one fixed global batch (completions trimmed to the slice's own
+length, as generation would leave them) and runs PRIME's step on it; rank 0 writes the gathered per-token
+advantages, the PRM loss and a checksum of the updated PRM.
+`train`: two real training steps; every rank writes checksums of its policy and PRM weights.
+"""
+
+import json
+import sys
+
+import torch
+
+from prime_trl import PRIMETrainer
+from tests.trainer.helpers import cpu_config, parity_reward, toy_dataset
+
+NUM_ROWS, PROMPT_LEN, MAX_COMPLETION = 16, 5, 9
+
+
+def fixed_global_batch():
+    g = torch.Generator().manual_seed(0)
+    lengths = torch.randint(2, MAX_COMPLETION + 1, (NUM_ROWS,), generator=g)
+    completion_mask = (torch.arange(MAX_COMPLETION) < lengths.unsqueeze(1)).long()
+    completion_ids = torch.randint(3, 300, (NUM_ROWS, MAX_COMPLETION), generator=g) * completion_mask
+    prompt_ids = torch.randint(3, 300, (NUM_ROWS, PROMPT_LEN), generator=g)
+    outcome = torch.tensor([1, 0, 1, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0.5, 1, 0, 1.0]).unsqueeze(1)  # (B, 1 reward func)
+    return prompt_ids, completion_ids, completion_mask, outcome
+
+
+def checksum(module):
+    return float(sum(p.detach().double().sum() for p in module.parameters()))
+
+
+def run_fixed(trainer):
+    prompt_ids, completion_ids, completion_mask, outcome = fixed_global_batch()
+    acc = trainer.accelerator
+    n = NUM_ROWS // acc.num_processes
+    rows = slice(acc.process_index * n, (acc.process_index + 1) * n)
+    width = int(completion_mask[rows].sum(1).max())  # this process's own padded length
+    output = {
+        "prompt_ids": prompt_ids[rows],
+        "prompt_mask": torch.ones_like(prompt_ids[rows]),
+        "completion_ids": completion_ids[rows, :width],
+        "completion_mask": completion_mask[rows, :width],
+    }
+    trainer._outcome_rewards_per_func = outcome
+    trainer.model.train()
+    trainer._apply_prime(dict(output))  # step 1: the PRM starts equal to its reference, so r = 0; it learns here
+    output = trainer._apply_prime(dict(output))  # step 2: non-zero process rewards from the updated PRM
+    advantages = trainer._gather_padded(output["advantages"])
+    metrics = {k: v[-1] for k, v in trainer._metrics["train"].items()}
+    return {"advantages": advantages.tolist(), "prm_checksum": checksum(trainer.prm_model), "metrics": metrics}
+
+
+def run_train(trainer):
+    trainer.train()
+    return {"policy_checksum": checksum(trainer.model), "prm_checksum": checksum(trainer.prm_model)}
+
+
+def main(mode, out_path, model_dir, tmp_dir):
+    import pathlib
+
+    # the band [0.25, 0.75] keeps groups 0, 1, 3 (mean outcomes 0.5, 0.75, 0.625) and drops group 2 (0.0)
+    args = cpu_config(pathlib.Path(tmp_dir), per_device_train_batch_size=8, max_steps=2,
+                      accuracy_lower_bound=0.25, accuracy_upper_bound=0.75, prm_micro_batch_size=3)
+    trainer = PRIMETrainer(model=model_dir, reward_funcs=parity_reward, args=args, train_dataset=toy_dataset())
+    result = {"fixed": run_fixed, "train": run_train}[mode](trainer)
+    rank = trainer.accelerator.process_index
+    with open(f"{out_path}.rank{rank}.json", "w") as f:
+        json.dump(result, f)
+    # Tear the gloo group down before interpreter exit; left to the destructors it can abort a rank.
+    trainer.accelerator.wait_for_everyone()
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:5])
