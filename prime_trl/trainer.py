@@ -16,9 +16,17 @@ import os
 
 import torch
 from transformers.trainer import PREFIX_CHECKPOINT_DIR
+from transformers.trainer_utils import rotate_checkpoints
 from trl import GRPOTrainer
 from trl.trainer.utils import create_model_from_path
 
+from prime_trl.checkpoint import (
+    PRM_STATE_FILE,
+    STAGING_DIR,
+    load_generation_state,
+    publish,
+    save_generation_state,
+)
 from prime_trl.config import PRIMEConfig
 from prime_trl.core import (
     accuracy_filter,
@@ -30,7 +38,6 @@ from prime_trl.core import (
 from prime_trl.prm import PLACEMENTS, PRM_ADAPTER_NAME, CompletionBatch, OnlinePRM
 
 PRM_DIR = "prm"
-PRM_STATE_FILE = "prm_state.pt"
 
 
 class PRIMETrainer(GRPOTrainer):
@@ -231,12 +238,39 @@ class PRIMETrainer(GRPOTrainer):
                 self.processing_class.save_pretrained(prm_dir)
 
     def _save_checkpoint(self, model, trial):
-        super()._save_checkpoint(model, trial)
-        if self.args.should_save and not self.args.save_only_model:
-            checkpoint = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
-            torch.save(self.prm.state_dict(), os.path.join(checkpoint, PRM_STATE_FILE))
+        """GRPO's checkpoint plus the PRM's optimizer and GRPO's generation buffer, published atomically."""
+        run_dir = self._get_output_dir(trial=trial)
+        name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        staging_root = os.path.join(run_dir, STAGING_DIR)
+        self._checkpoint_root = staging_root  # the parent writes into <run_dir>/.staging/checkpoint-N
+        try:
+            super()._save_checkpoint(model, trial)
+            staged = os.path.join(staging_root, name)
+            os.makedirs(staged, exist_ok=True)
+            if not self.args.save_only_model:
+                save_generation_state(staged, self.accelerator.process_index, self._step, self._buffered_inputs)
+                if self.args.should_save:
+                    torch.save(self.prm.state_dict(), os.path.join(staged, PRM_STATE_FILE))
+        finally:
+            self._checkpoint_root = None
+        self.accelerator.wait_for_everyone()
+        if self.args.should_save:
+            publish(staged, os.path.join(run_dir, name))
+            if not os.listdir(staging_root):
+                os.rmdir(staging_root)
+            rotate_checkpoints(
+                output_dir=run_dir,
+                save_total_limit=self.args.save_total_limit,
+                best_model_checkpoint=self.state.best_model_checkpoint,
+                use_mtime=False,
+            )
+        self.accelerator.wait_for_everyone()
+
+    def _get_output_dir(self, trial) -> str:
+        return getattr(self, "_checkpoint_root", None) or super()._get_output_dir(trial)
 
     def _load_optimizer_and_scheduler(self, checkpoint):
+        """Resume: the parent's optimizer and scheduler, then the PRM and the unspent generation batch."""
         super()._load_optimizer_and_scheduler(checkpoint)
         if checkpoint is None:
             return
@@ -244,6 +278,9 @@ class PRIMETrainer(GRPOTrainer):
         state_path = os.path.join(checkpoint, PRM_STATE_FILE)
         if os.path.exists(state_path):
             self.prm.load_state_dict(torch.load(state_path, map_location=self.accelerator.device, weights_only=True))
+        generation = load_generation_state(checkpoint, self.accelerator.process_index, self.accelerator.device)
+        if generation is not None:
+            self._step, self._buffered_inputs = generation
 
     def _load_prm_weights(self, prm_dir: str) -> None:
         if not os.path.isdir(prm_dir):

@@ -1,0 +1,48 @@
+"""Checkpoint pieces that TRL's GRPOTrainer leaves out, and atomic publication.
+
+GRPO samples one generation batch and spends it over `steps_per_generation * num_iterations` micro-steps,
+keeping the unspent part in `_buffered_inputs` and its position in `_step`. Neither is saved, so a run
+resumed from a checkpoint taken mid-cycle samples a new batch (and PRIME's PRM learns from it a second
+time) instead of finishing the old one: the resumed run drifts from the uninterrupted one. We save both,
+per process, next to the PRM's optimizer state.
+
+A checkpoint is written into a hidden staging folder and renamed into place once complete, so a crash
+while saving never leaves a `checkpoint-N` that resumes from partial files (`os.replace` is atomic on one
+filesystem; `get_last_checkpoint` ignores the staging name).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import torch
+
+STAGING_DIR = ".staging"
+PRM_STATE_FILE = "prm_state.pt"
+
+
+def generation_state_file(process_index: int) -> str:
+    return f"generation_state_rank{process_index}.pt"
+
+
+def save_generation_state(checkpoint_dir: str, process_index: int, step: int, buffered_inputs) -> None:
+    """Save GRPO's micro-step counter and unspent generation batch (a list of dicts of tensors)."""
+    state = {"step": step, "buffered_inputs": buffered_inputs}
+    torch.save(state, os.path.join(checkpoint_dir, generation_state_file(process_index)))
+
+
+def load_generation_state(checkpoint_dir: str, process_index: int, device) -> tuple[int, list | None] | None:
+    """(step, buffered_inputs) saved by `save_generation_state`, tensors on `device`; None if absent."""
+    path = os.path.join(checkpoint_dir, generation_state_file(process_index))
+    if not os.path.exists(path):
+        return None
+    state = torch.load(path, map_location=device, weights_only=True)
+    return state["step"], state["buffered_inputs"]
+
+
+def publish(staged_dir: str, final_dir: str) -> None:
+    """Move a fully written checkpoint into place in one rename (replacing an older one of the same step)."""
+    if os.path.exists(final_dir):
+        shutil.rmtree(final_dir)
+    os.replace(staged_dir, final_dir)
