@@ -9,6 +9,7 @@ from trl import GRPOConfig
 PRM_UPDATE_MODES = ("after", "before", "none")
 PRM_PLACEMENTS = ("separate", "adapter")
 PROCESS_REWARD_NORMS = ("batch_norm", "none")
+CREDIT_ASSIGNMENTS = ("sum", "min_form")
 
 
 @dataclass
@@ -107,11 +108,24 @@ class PRIMEConfig(GRPOConfig):
         metadata={"help": "'batch_norm': divide process rewards by the batch's largest |reverse cumulative sum| (the "
                   "authors' `prime_norm`); 'none': use beta * log-ratio as is.", "choices": list(PROCESS_REWARD_NORMS)},
     )
+    process_credit_assignment: str = field(
+        default="sum",
+        metadata={"help": "'sum': returns sum the process rewards ahead (PRIME). 'min_form': PURE's min-form credit "
+                  "assignment (Cheng et al. 2025, arXiv 2504.15275): rewards are re-weighted by "
+                  "softmax(-r / min_form_temperature) so that a return approximates the worst reward ahead, "
+                  "which resists reward hacking.", "choices": list(CREDIT_ASSIGNMENTS)},
+    )
+    min_form_temperature: float = field(
+        default=0.1, metadata={"help": "Temperature of PURE's softmin re-weighting (PURE's code: 0.1). Must be > 0."}
+    )
 
     def __post_init__(self):
         super().__post_init__()
         _check_choice("prm_update", self.prm_update, PRM_UPDATE_MODES)
         _check_choice("process_reward_norm", self.process_reward_norm, PROCESS_REWARD_NORMS)
+        _check_choice("process_credit_assignment", self.process_credit_assignment, CREDIT_ASSIGNMENTS)
+        if self.min_form_temperature <= 0:
+            raise ValueError(f"min_form_temperature must be > 0, got {self.min_form_temperature}.")
         if self.prm_placement is not None:
             _check_choice("prm_placement", self.prm_placement, PRM_PLACEMENTS)
         if self.prm_beta <= 0:

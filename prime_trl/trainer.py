@@ -31,6 +31,7 @@ from prime_trl.config import PRIMEConfig
 from prime_trl.core import (
     accuracy_filter,
     masked_whiten,
+    min_form_rewards,
     normalize_process_rewards,
     prm_pairwise_accuracy,
     rloo_returns,
@@ -38,6 +39,11 @@ from prime_trl.core import (
 from prime_trl.prm import PLACEMENTS, PRM_ADAPTER_NAME, CompletionBatch, OnlinePRM
 
 PRM_DIR = "prm"
+# How process rewards become credit: PRIME sums them; PURE re-weights them towards the minimum ahead.
+CREDIT_ASSIGNMENT = {
+    "sum": lambda rewards, mask, temperature: rewards,
+    "min_form": min_form_rewards,
+}
 
 
 class PRIMETrainer(GRPOTrainer):
@@ -190,6 +196,9 @@ class PRIMETrainer(GRPOTrainer):
     def _token_advantages(self, process_rewards, scores, mask):
         """(B_global, T) advantages: normalise process rewards, RLOO returns of both sources, whiten."""
         args = self.args
+        process_rewards = CREDIT_ASSIGNMENT[args.process_credit_assignment](
+            process_rewards, mask, args.min_form_temperature
+        )
         if args.process_reward_norm == "batch_norm":
             process_rewards = normalize_process_rewards(process_rewards, mask)
         returns = rloo_returns(

@@ -6,7 +6,10 @@ from prime_trl import PRIMEConfig
 
 
 def toy_dataset(n: int = 16) -> Dataset:
-    return Dataset.from_list([{"prompt": [{"role": "user", "content": f"What is {i} + {i}?"}]} for i in range(n)])
+    """Chat prompts; odd-numbered ones are `solvable`, the others always score 0 (see `half_solvable_reward`)."""
+    return Dataset.from_list(
+        [{"prompt": [{"role": "user", "content": f"What is {i} + {i}?"}], "solvable": i % 2 == 1} for i in range(n)]
+    )
 
 
 def parity_reward(completions, **kwargs) -> list[float]:
@@ -33,3 +36,8 @@ def cpu_config(tmp_path, **overrides) -> PRIMEConfig:
     )
     kwargs.update(overrides)
     return PRIMEConfig(**kwargs)
+
+
+def half_solvable_reward(completions, solvable, **kwargs) -> list[float]:
+    """Parity on solvable prompts, 0 on the rest: a batch then has groups both inside and outside the band."""
+    return [score if ok else 0.0 for score, ok in zip(parity_reward(completions), solvable)]

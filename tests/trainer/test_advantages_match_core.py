@@ -10,14 +10,17 @@ import copy
 import torch
 
 from prime_trl import PRIMETrainer
+import pytest
+
 from prime_trl.core import (
     accuracy_filter,
     implicit_process_rewards,
     masked_whiten,
+    min_form_rewards,
     normalize_process_rewards,
     rloo_returns,
 )
-from tests.trainer.helpers import cpu_config, parity_reward, toy_dataset
+from tests.trainer.helpers import cpu_config, half_solvable_reward, toy_dataset
 
 
 class CapturingTrainer(PRIMETrainer):
@@ -47,12 +50,20 @@ def _snapshot_tensor(model):
     return torch.cat([p.detach().flatten() for p in model.parameters()])
 
 
-def test_loss_advantages_equal_core_functions(tiny_model_dir, tmp_path):
+VARIANTS = {
+    "prime": dict(gamma_process=0.9, process_reward_coef=2.0),
+    "pure_min_form": dict(process_credit_assignment="min_form", process_reward_norm="none", gamma_outcome=0.95),
+}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_loss_advantages_equal_core_functions(tiny_model_dir, tmp_path, variant):
+    options = VARIANTS[variant]
     args = cpu_config(
-        tmp_path, max_steps=2, per_device_train_batch_size=16, gamma_process=0.9, process_reward_coef=2.0,
-        accuracy_lower_bound=0.25, accuracy_upper_bound=0.75, prm_learning_rate=1e-2,
+        tmp_path, max_steps=2, per_device_train_batch_size=16, accuracy_lower_bound=0.25, accuracy_upper_bound=0.75,
+        prm_learning_rate=1e-2, **options,
     )
-    trainer = CapturingTrainer(model=tiny_model_dir, reward_funcs=parity_reward, args=args, train_dataset=toy_dataset())
+    trainer = CapturingTrainer(model=tiny_model_dir, reward_funcs=half_solvable_reward, args=args, train_dataset=toy_dataset())
     trainer.train()  # the checks use the last step: at step 1 the PRM still equals its reference (r = 0)
     b = trainer.batch
     G, beta = args.num_generations, args.prm_beta
@@ -70,8 +81,15 @@ def test_loss_advantages_equal_core_functions(tiny_model_dir, tmp_path):
     prm_logps = _plain_logps(trainer.prm_before, input_ids, attention_mask, T)
     ref_logps = _plain_logps(trainer.prm.placement.ref_model, input_ids, attention_mask, T)
     rewards = implicit_process_rewards(prm_logps, ref_logps, kept_mask, beta)
-    rewards = normalize_process_rewards(rewards, kept_mask)
-    returns = rloo_returns(rewards, scores, kept_mask, G, process_coef=2.0, outcome_coef=1.0, gamma_process=0.9)
+    if variant == "pure_min_form":
+        rewards = min_form_rewards(rewards, kept_mask, temperature=0.1)
+    else:
+        rewards = normalize_process_rewards(rewards, kept_mask)
+    returns = rloo_returns(
+        rewards, scores, kept_mask, G,
+        process_coef=options.get("process_reward_coef", 1.0), gamma_process=options.get("gamma_process", 1.0),
+        gamma_outcome=options.get("gamma_outcome", 1.0),
+    )
     expected = masked_whiten(returns, kept_mask) * kept_mask
 
     assert b["advantages"].shape == (16, T)
