@@ -79,6 +79,7 @@ class PRIMETrainer(GRPOTrainer):
             args = PRIMEConfig(f"{str(name).split('/')[-1]}-PRIME")
         if not isinstance(args, PRIMEConfig):
             raise TypeError(f"PRIMETrainer needs args to be a PRIMEConfig, got {type(args).__name__}.")
+        _check_quantization_runs_here(quantization_config or (args.model_init_kwargs or {}).get("quantization_config"))
         placement = _resolve_placement(args.prm_placement, model, peft_config)
         if placement == "separate":
             # Copy the PRM from the policy *before* the parent wraps or patches the policy model.
@@ -313,6 +314,28 @@ def _resolve_placement(requested: str | None, model, peft_config) -> str:
     if placement == "adapter" and not is_peft:
         raise ValueError("prm_placement='adapter' needs a PEFT policy: pass peft_config (or a PeftModel).")
     return placement
+
+
+def _check_quantization_runs_here(quantization_config) -> None:
+    """bitsandbytes' 4/8-bit layers need CUDA (on CPU they run only partly and break after an eval pass)."""
+    if quantization_config is None:
+        return
+    def wants(key):  # a BitsAndBytesConfig, or its dict form from model_init_kwargs / YAML
+        if isinstance(quantization_config, dict):
+            return quantization_config.get(key, False)
+        return getattr(quantization_config, key, False)
+
+    if not (wants("load_in_4bit") or wants("load_in_8bit")):
+        return
+    if not torch.cuda.is_available():
+        raise ValueError(
+            "quantization_config asks for a 4/8-bit base (QLoRA), which needs bitsandbytes on a CUDA GPU, and no "
+            "CUDA device is available. Drop quantization_config to train LoRA adapters on a full-precision base."
+        )
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError as err:
+        raise ImportError("4/8-bit quantization needs bitsandbytes: pip install 'prime-trl[quant]'.") from err
 
 
 def _separate_prm_models(model, args: PRIMEConfig, prm_model, prm_ref_model, quantization_config):

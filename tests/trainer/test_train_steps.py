@@ -54,3 +54,42 @@ def test_save_model_writes_loadable_prm(tiny_model_dir, tmp_path):
     loaded = AutoModelForCausalLM.from_pretrained(f"{args.output_dir}/prm")
     for name, p in trainer.prm_model.named_parameters():
         assert torch.equal(loaded.state_dict()[name], p.detach()), name
+
+
+def test_quantized_base_without_cuda_fails_clearly(tiny_model_dir, tmp_path):
+    import pytest
+    from peft import LoraConfig
+    from transformers import BitsAndBytesConfig
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present: QLoRA can run here")
+    lora = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+    with pytest.raises(ValueError, match="needs bitsandbytes on a CUDA GPU"):
+        PRIMETrainer(model=tiny_model_dir, reward_funcs=parity_reward, args=cpu_config(tmp_path),
+                     train_dataset=toy_dataset(), peft_config=lora,
+                     quantization_config=BitsAndBytesConfig(load_in_4bit=True))
+
+
+def test_invalid_config_names_the_option(tmp_path):
+    import pytest
+
+    with pytest.raises(ValueError, match="accuracy_lower_bound"):
+        cpu_config(tmp_path, accuracy_lower_bound=0.9, accuracy_upper_bound=0.1)
+    with pytest.raises(ValueError, match="prm_update='later'"):
+        cpu_config(tmp_path, prm_update="later")
+    with pytest.raises(ValueError, match="prm_beta"):
+        cpu_config(tmp_path, prm_beta=0.0)
+    with pytest.raises(ValueError, match="prm_placement='adapter' shares"):
+        cpu_config(tmp_path, prm_placement="adapter", prm_model_name_or_path="x")
+
+
+def test_outcome_reward_outside_unit_interval_names_the_row(tiny_model_dir, tmp_path):
+    import pytest
+
+    def signed_reward(completions, **kwargs):
+        return [-1.0] * len(completions)
+
+    trainer = PRIMETrainer(model=tiny_model_dir, reward_funcs=signed_reward, args=cpu_config(tmp_path, max_steps=1),
+                           train_dataset=toy_dataset())
+    with pytest.raises(ValueError, match=r"outcome rewards in \[0, 1\].*row 0 scored -1"):
+        trainer.train()
