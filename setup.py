@@ -16,7 +16,7 @@ install_requires = [
 ]
 
 extras = {
-    "dev": ["pytest>=8", "pytest-timeout", "nbformat", "nbclient", "ipykernel"],
+    "dev": ["pytest>=8", "pytest-timeout", "nbformat", "nbclient", "ipykernel", "evaluate>=0.4"],
     "quant": ["bitsandbytes>=0.45"],
     "notebooks": ["jupyter", "ipykernel", "ipywidgets"],
     "vllm": ["vllm"],
