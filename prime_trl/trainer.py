@@ -185,6 +185,9 @@ class PRIMETrainer(GRPOTrainer):
         loss_mask = loss_mask * keep_rows[local].unsqueeze(1)  # masked, never dropped: the buffer splits equal chunks
         rewards_g, mask_g = self._gather_padded(process_rewards), self._gather_padded(loss_mask.float())
         advantages = self._token_advantages(rewards_g, labels, mask_g)
+        # GRPO's completions table keeps one advantage per row of the global batch (a deque of that length):
+        # show PRIME's at the first completion token, the whitened return of the whole response.
+        self._logs["advantages"].extend(advantages[:, 0].tolist())
 
         # 5. Hand the per-token advantages and the loss mask to GRPO's PPO-clip loss.
         output["advantages"] = advantages[local, : completion_mask.size(1)]

@@ -93,3 +93,23 @@ def test_outcome_reward_outside_unit_interval_names_the_row(tiny_model_dir, tmp_
                            train_dataset=toy_dataset())
     with pytest.raises(ValueError, match=r"outcome rewards in \[0, 1\].*row 0 scored -1"):
         trainer.train()
+
+
+def test_evaluation_uses_grpo_path_and_leaves_the_prm_alone(tiny_model_dir, tmp_path):
+    args = cpu_config(tmp_path, per_device_eval_batch_size=8, eval_strategy="no")
+    trainer = PRIMETrainer(model=tiny_model_dir, reward_funcs=parity_reward, args=args, train_dataset=toy_dataset(),
+                           eval_dataset=toy_dataset(8))
+    prm0 = _snapshot(trainer.prm_model)
+    metrics = trainer.evaluate()
+    assert "eval_reward" in metrics
+    assert _changed(prm0, trainer.prm_model) == 0
+    assert trainer.prm.optimizer.state == {}  # no PRM step was taken
+
+
+def test_completions_table_shows_prime_advantages(tiny_model_dir, tmp_path):
+    args = cpu_config(tmp_path, max_steps=1, accuracy_lower_bound=0.0, accuracy_upper_bound=1.0)
+    trainer = PRIMETrainer(model=tiny_model_dir, reward_funcs=parity_reward, args=args, train_dataset=toy_dataset())
+    trainer.train()
+    logged = list(trainer._logs["advantages"])
+    assert len(logged) == args.generation_batch_size
+    assert all(math.isfinite(a) for a in logged) and any(a != 0 for a in logged)
