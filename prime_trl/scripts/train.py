@@ -81,7 +81,6 @@ def make_parser() -> TrlParser:
 
 def parse_args(argv: list[str]) -> tuple[PRIMEScriptArguments, PRIMEConfig, ModelConfig]:
     """Parse `--config FILE` plus flags; raises `ConfigError` naming the file or the unknown keys."""
-
     parser = make_parser()
     if "--config" in argv:
         index = argv.index("--config")
@@ -100,8 +99,8 @@ def parse_args(argv: list[str]) -> tuple[PRIMEScriptArguments, PRIMEConfig, Mode
         raise ConfigError("model_name_or_path is not set (in the YAML or as --model_name_or_path)")
     if not script_args.dataset_name:
         raise ConfigError("dataset_name is not set (a hub id or a local .jsonl/.json/.parquet/.csv file or directory)")
-    if script_args.dataset_streaming or script_args.dataset_config:
-        raise ConfigError("dataset_streaming and dataset_config are not supported: prompts are normalised in memory")
+    if script_args.dataset_streaming:
+        raise ConfigError("dataset_streaming is not supported: prompts are normalised in memory")
     return script_args, training_args, model_args
 
 
@@ -155,26 +154,29 @@ def resolve_reward_funcs(names: list[str]) -> list:
 
 def load_prompts(script_args: PRIMEScriptArguments, split: str, tokenizer=None):
     """The dataset as PRIME prompt rows (`prime_trl.data`); raises `ConfigError` naming the path and the reason."""
+    from datasets import load_dataset
     from datasets.exceptions import DatasetsError
 
-    from prime_trl.data import load_prime_dataset
+    from prime_trl.data import load_prime_dataset, normalize_dataset
 
     name = os.path.expanduser(script_args.dataset_name)
     looks_local = os.path.isabs(name) or name.startswith(".") or name.lower().endswith(LOCAL_SUFFIXES)
     if looks_local and not os.path.exists(name):
         raise ConfigError(f"cannot read dataset {os.path.abspath(name)}: no such file or directory")
+    options = dict(
+        schema=script_args.dataset_schema,
+        add_suffix=script_args.add_prompt_suffix,
+        system_prompt=script_args.system_prompt,
+        tokenizer=tokenizer,
+        max_prompt_length=script_args.max_prompt_length,
+        on_bad_row="skip" if script_args.skip_bad_rows else "error",
+    )
     try:
-        dataset, report = load_prime_dataset(
-            name,
-            schema=script_args.dataset_schema,
-            split=split,
-            add_suffix=script_args.add_prompt_suffix,
-            system_prompt=script_args.system_prompt,
-            tokenizer=tokenizer,
-            max_prompt_length=script_args.max_prompt_length,
-            on_bad_row="skip" if script_args.skip_bad_rows else "error",
-            return_report=True,
-        )
+        if script_args.dataset_config:  # a hub config such as openai/gsm8k's "main"; load_prime_dataset takes none
+            raw = load_dataset(name, script_args.dataset_config, split=split)
+            dataset, report = normalize_dataset(raw, **options)
+        else:
+            dataset, report = load_prime_dataset(name, split=split, return_report=True, **options)
     except (OSError, ValueError, DatasetsError) as err:  # BadRowError is a ValueError naming the row and field
         raise ConfigError(f"cannot read dataset {name} (split {split!r}): {_root_cause(err)}") from err
     if report.num_kept == 0:
