@@ -136,7 +136,9 @@ def aggregate_metrics(
     return average_by_source([problem_metrics(s, k, ks) for s, k in zip(scores, keys)], data_sources)
 
 
-def average_by_source(per_problem: Sequence[dict[str, float]], data_sources: Sequence[str]) -> dict[str, dict[str, float]]:
+def average_by_source(
+    per_problem: Sequence[dict[str, float]], data_sources: Sequence[str]
+) -> dict[str, dict[str, float]]:
     """Mean of each metric per data source, then over all problems under "all" (last row)."""
     groups: dict[str, list[dict[str, float]]] = {}
     for m, source in zip(per_problem, data_sources):
@@ -229,7 +231,9 @@ def load_rows(name_or_path: str, max_rows: int | None = None, add_suffix: bool =
 
     path = data.SHIPPED.get(name_or_path, name_or_path)
     if not os.path.exists(path):
-        raise FileNotFoundError(f"dataset {name_or_path!r} not found: pass a local file or one of {sorted(data.SHIPPED)}")
+        raise FileNotFoundError(
+            f"dataset {name_or_path!r} not found: pass a local file or one of {sorted(data.SHIPPED)}"
+        )
     rows = _read_prime_jsonl(path) if path.endswith(".jsonl") else None
     if rows is None:
         rows = list(data.load_prime_dataset(path, add_suffix=add_suffix))
@@ -339,7 +343,9 @@ def generate(
     A loaded `model`/`tokenizer` may be passed to the HF backend instead of loading `model_path`.
     """
     if temperature <= 0 and num_samples > 1:
-        raise ValueError("greedy decoding (temperature 0) gives identical samples; set temperature > 0 for num_samples > 1")
+        raise ValueError(
+            "greedy decoding (temperature 0) gives identical samples; set temperature > 0 for num_samples > 1"
+        )
     backend = resolve_backend(backend)
     return GENERATORS[backend](model_path, prompts, num_samples, temperature, top_p, max_new_tokens, batch_size,
                                seed, model=model, tokenizer=tokenizer, progress=progress)

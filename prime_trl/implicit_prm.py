@@ -128,7 +128,8 @@ class ProcessRewards:
         steps_of_tokens = token_step_ids(offsets, spans)
         return cls(
             prompt=prompt, response=response, tokens=tokens, token_rewards=token_rewards, token_offsets=offsets,
-            steps=[response[a:b] for a, b in spans], step_rewards=sum_by_step(token_rewards, steps_of_tokens, len(spans)),
+            steps=[response[a:b] for a, b in spans],
+            step_rewards=sum_by_step(token_rewards, steps_of_tokens, len(spans)),
             token_steps=steps_of_tokens,
         )
 
@@ -161,6 +162,11 @@ def encode_response(tokenizer, response: str) -> tuple[list[int], list[tuple[int
         return list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
     ids = tokenizer(response, add_special_tokens=False)["input_ids"]
     return list(ids), offsets_from_ids(tokenizer, ids)[1]
+
+
+def batch_to(batch: CompletionBatch, device) -> CompletionBatch:
+    """The same rows on `device`."""
+    return CompletionBatch(*(t.to(device) for t in (batch.input_ids, batch.attention_mask, batch.completion_mask)))
 
 
 def build_completion_batch(
@@ -268,7 +274,8 @@ class ImplicitPRM:
                 )
             model, ref_model = load(prm_path), load(ref_path)
             fallback_tokenizer = ref_path
-        has_tokenizer = any(os.path.exists(os.path.join(prm_path, f)) for f in ("tokenizer.json", "tokenizer_config.json"))
+        tokenizer_files = ("tokenizer.json", "tokenizer_config.json")
+        has_tokenizer = any(os.path.exists(os.path.join(prm_path, f)) for f in tokenizer_files)
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_path or (prm_path if has_tokenizer else fallback_tokenizer))
         if device is not None:
             model = model.to(device)
@@ -283,7 +290,7 @@ class ImplicitPRM:
     @torch.no_grad()
     def token_rewards(self, batch: CompletionBatch) -> torch.Tensor:
         """r_t for each completion token of `batch`, (N, T), 0 on padding."""
-        batch = CompletionBatch(*(t.to(self.device) for t in (batch.input_ids, batch.attention_mask, batch.completion_mask)))
+        batch = batch_to(batch, self.device)
         with self.placement.prm_scope() as module:
             prm_logps = completion_logps(module, batch).float()  # (N, T)
         with self.placement.ref_scope() as module:

@@ -17,7 +17,14 @@ from collections.abc import Sequence
 
 from transformers import TrainerCallback
 
-from prime_trl.implicit_prm import DEFAULT_STEP_SEPARATORS, ProcessRewards, build_completion_batch, offsets_from_ids
+from prime_trl.evaluation import prompt_text
+from prime_trl.implicit_prm import (
+    DEFAULT_STEP_SEPARATORS,
+    ProcessRewards,
+    batch_to,
+    build_completion_batch,
+    offsets_from_ids,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +111,8 @@ def render_png(results: Sequence[ProcessRewards], path: str, titles: Sequence[st
     for (ax_steps, ax_q), result, title in zip(axes, results, titles):
         rewards = np.asarray(result.step_rewards, dtype=float)
         scale = float(np.abs(rewards).max()) if rewards.size else 0.0
-        colors = [tuple(c / 255 for c in (_POSITIVE if r >= 0 else _NEGATIVE)) + (0.25 + 0.75 * min(1, abs(r) / scale if scale else 0),)
+        # opacity 0.25 .. 1 with |r| / max |r|, so even a near-zero step stays visible
+        colors = [(*(c / 255 for c in (_POSITIVE if r >= 0 else _NEGATIVE)), 0.25 + 0.75 * abs(r) / (scale or 1))
                   for r in rewards]
         y = np.arange(len(rewards))
         ax_steps.barh(y, rewards, color=colors, edgecolor="black", linewidth=0.3)
@@ -196,8 +204,7 @@ class ProcessRewardVisualizer(TrainerCallback):
         trainer = self.trainer
         tokenizer = trainer.processing_class
         model = trainer.accelerator.unwrap_model(trainer.model)
-        texts = [p if isinstance(p, str) else tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
-                 for p in self.prompts]
+        texts = [prompt_text(tokenizer, p) for p in self.prompts]
         prompt_ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False, padding_side="left")
@@ -230,8 +237,7 @@ class ProcessRewardVisualizer(TrainerCallback):
         prompt_ids, completion_ids = self.completions()
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         batch = build_completion_batch(prompt_ids, completion_ids, pad)
-        batch = type(batch)(*(t.to(trainer.accelerator.device) for t in (batch.input_ids, batch.attention_mask,
-                                                                          batch.completion_mask)))
+        batch = batch_to(batch, trainer.accelerator.device)
         ref_logps = trainer.prm.ref_logps(batch)
         rewards = trainer.prm.score(batch, ref_logps).cpu()  # (N, T)
         results = []
