@@ -43,8 +43,8 @@ body { font-family: sans-serif; margin: 2em; max-width: 70em; }
 
 
 def reward_color(reward: float, scale: float) -> str:
-    """CSS rgba: green for r > 0, red for r < 0, opacity |r| / scale (0 is transparent)."""
-    alpha = 0.0 if scale <= 0 else min(1.0, abs(reward) / scale)
+    """CSS rgba: green for r > 0, red for r < 0, opacity 0.8 |r| / scale (0 is transparent; text stays legible)."""
+    alpha = 0.0 if scale <= 0 else 0.8 * min(1.0, abs(reward) / scale)
     r, g, b = _POSITIVE if reward >= 0 else _NEGATIVE
     return f"rgba({r},{g},{b},{alpha:.3f})"
 
