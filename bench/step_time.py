@@ -1,0 +1,263 @@
+"""Seconds per step of PRIME against GRPO on the same model and data, and where PRIME's extra time goes.
+
+    python bench/step_time.py                                   # CPU: a local random model, ~2-3 min
+    python bench/step_time.py --model Qwen/Qwen2.5-0.5B-Instruct --bf16 --max-completion-length 512 \
+        --prompts-per-step 16 --peak-tflops 989                 # GPU (989 = H100 SXM dense bf16)
+
+GRPOTrainer and PRIMETrainer are built the same way (same model, prompts, reward, seed, batch shape;
+GRPO with beta=0 and loss_type="dapo", the values PRIMEConfig pins) and run alternately, `--repeats`
+times each, `--steps` optimizer steps per run; the first step of every run is dropped as warm-up.
+Each optimizer step generates once (steps_per_generation = gradient_accumulation_steps = 1).
+
+Breakdown: methods of each trainer are wrapped with timers (CUDA-synchronised):
+    generation      GRPOTrainer._generate (sampling, decoding)
+    rewards         GRPOTrainer._calculate_rewards
+    PRM ref fwd     OnlinePRM.ref_logps (frozen reference forward)
+    PRM fwd+update  OnlinePRM.step (PRM forward, backward, all-reduce, AdamW)
+    other scoring   rest of _generate_and_score_completions (old log-probs, advantages, gathers)
+    policy fwd      GRPOTrainer._compute_loss
+    policy bwd      training_step minus scoring and policy fwd
+    optimizer etc.  the step minus training_step (clip, AdamW, scheduler, logging)
+The reward is a deterministic hash of the completion text, so groups have mixed outcomes, and the
+accuracy filter is [0, 1]: every row reaches the PRM, the most PRIME can cost. With the paper's
+[0.2, 0.8] filter fewer rows do. The default model is random, so completions are forced to full
+length (min_new_tokens) to give both trainers the same amount of work.
+
+Benchmarks print ratios measured side by side in one run; they are not tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import platform
+import statistics
+import tempfile
+import time
+import warnings
+import zlib
+from collections import defaultdict
+from datetime import datetime, timezone
+
+os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import torch  # noqa: E402
+import transformers  # noqa: E402
+import trl  # noqa: E402
+from datasets import Dataset  # noqa: E402
+from transformers import TrainerCallback  # noqa: E402
+from transformers.trainer_callback import PrinterCallback  # noqa: E402
+from trl import GRPOConfig, GRPOTrainer  # noqa: E402
+
+from prime_trl import PRIMEConfig, PRIMETrainer  # noqa: E402
+from prime_trl.tiny import save_tiny_model  # noqa: E402
+
+PARTS = ["generation", "rewards", "PRM ref fwd", "PRM fwd+update", "other scoring", "policy fwd", "policy bwd",
+         "optimizer etc."]
+
+
+def hash_reward(completions, **kwargs) -> list[float]:
+    """1.0 or 0.0 from a CRC of the text: deterministic, and mixed within a group."""
+    return [float(zlib.crc32(c[0]["content"].encode()) % 2) for c in completions]
+
+
+def prompts(n: int) -> Dataset:
+    return Dataset.from_list([{"prompt": [{"role": "user", "content": f"What is {i} + {2 * i}? Show each step."}]}
+                              for i in range(n)])
+
+
+def _sync():
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+class StepTimer(TrainerCallback):
+    """Accumulates wrapped-method time per optimizer step; `steps` holds one dict per step."""
+
+    def __init__(self):
+        self.steps, self.current, self.tokens, self.start = [], defaultdict(float), [], 0.0
+
+    def wrap(self, obj, name: str, part: str, on_result=None):
+        method = getattr(obj, name)
+
+        @functools.wraps(method)
+        def timed(*args, **kwargs):
+            _sync()
+            start = time.perf_counter()
+            result = method(*args, **kwargs)
+            _sync()
+            self.current[part] += time.perf_counter() - start
+            if on_result is not None:
+                on_result(result)
+            return result
+
+        setattr(obj, name, timed)  # an instance attribute: the class's own calls go through it
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        _sync()
+        self.current, self.start = defaultdict(float), time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        _sync()
+        self.current["step"] = time.perf_counter() - self.start
+        self.steps.append(dict(self.current))
+
+
+def count_tokens(timer: StepTimer, output: dict) -> None:
+    prompt = int(output["prompt_mask"].sum())
+    completion = int(output["completion_mask"].sum())
+    timer.tokens.append((prompt + completion, completion))
+
+
+def instrument(trainer, timer: StepTimer) -> None:
+    timer.wrap(trainer, "_generate", "generation")
+    timer.wrap(trainer, "_calculate_rewards", "rewards")
+    timer.wrap(trainer, "_generate_and_score_completions", "scoring", on_result=lambda out: count_tokens(timer, out))
+    timer.wrap(trainer, "_compute_loss", "policy fwd")
+    timer.wrap(trainer, "training_step", "training_step")
+    if hasattr(trainer, "prm"):
+        timer.wrap(trainer.prm, "ref_logps", "PRM ref fwd")
+        timer.wrap(trainer.prm, "step", "PRM fwd+update")
+    trainer.add_callback(timer)
+
+
+def breakdown(step: dict) -> dict:
+    """Raw timer sums of one step -> the exclusive parts of PARTS (they add up to step["step"])."""
+    scoring_inner = sum(step.get(k, 0.0) for k in ("generation", "rewards", "PRM ref fwd", "PRM fwd+update"))
+    parts = {k: step.get(k, 0.0) for k in ("generation", "rewards", "PRM ref fwd", "PRM fwd+update", "policy fwd")}
+    parts["other scoring"] = step.get("scoring", 0.0) - scoring_inner
+    parts["policy bwd"] = step.get("training_step", 0.0) - step.get("scoring", 0.0) - step.get("policy fwd", 0.0)
+    parts["optimizer etc."] = step["step"] - step.get("training_step", 0.0)
+    parts["step"] = step["step"]
+    return parts
+
+
+def run_once(variant: str, cli, model_path: str, out_dir: str):
+    common = dict(
+        output_dir=out_dir, seed=cli.seed, max_steps=cli.steps, num_generations=cli.num_generations,
+        per_device_train_batch_size=cli.prompts_per_step * cli.num_generations, gradient_accumulation_steps=1,
+        max_completion_length=cli.max_completion_length, temperature=1.0, learning_rate=1e-6, beta=0.0,
+        loss_type="dapo", epsilon=0.2, bf16=cli.bf16, use_cpu=not torch.cuda.is_available(),
+        gradient_checkpointing=cli.gradient_checkpointing, logging_steps=1, report_to="none", save_strategy="no",
+        disable_tqdm=True, model_init_kwargs={"dtype": "bfloat16" if cli.bf16 else "float32"},
+        generation_kwargs={"min_new_tokens": cli.min_new_tokens} if cli.min_new_tokens else None,
+    )  # fmt: skip
+    dataset = prompts(cli.prompts_per_step * (cli.steps + 1))
+    if variant == "GRPO":
+        trainer = GRPOTrainer(model=model_path, reward_funcs=hash_reward, args=GRPOConfig(**common),
+                              train_dataset=dataset)  # fmt: skip
+    else:
+        args = PRIMEConfig(**common, accuracy_lower_bound=0.0, accuracy_upper_bound=1.0, prm_learning_rate=1e-6)
+        trainer = PRIMETrainer(model=model_path, reward_funcs=hash_reward, args=args, train_dataset=dataset)
+    trainer.remove_callback(PrinterCallback)  # the per-step log dicts; this script prints its own table
+    timer = StepTimer()
+    instrument(trainer, timer)
+    trainer.train()
+    num_params = sum(p.numel() for p in trainer.model.parameters())
+    del trainer
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    # Drop the first step (warm-up: allocator, kernels, lazy imports).
+    return [breakdown(s) for s in timer.steps[1:]], timer.tokens[1:], num_params
+
+
+def machine() -> str:
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({platform.processor() or 'cpu'})"
+    return (f"{platform.node()} | {device} | {os.cpu_count()} cores, {torch.get_num_threads()} torch threads | "
+            f"{platform.platform()}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", help="model id or path; default: a local random Qwen2 (hidden 256, 4 layers)")
+    parser.add_argument("--steps", type=int, default=4, help="optimizer steps per run (the first is dropped)")
+    parser.add_argument("--repeats", type=int, default=3, help="alternating GRPO/PRIME run pairs")
+    parser.add_argument("--prompts-per-step", type=int, default=4)
+    parser.add_argument("--num-generations", type=int, default=4)
+    parser.add_argument("--max-completion-length", type=int, default=32)
+    parser.add_argument("--min-new-tokens", type=int, default=None,
+                        help="default: --max-completion-length for the random model, 0 (off) with --model")
+    parser.add_argument("--bf16", action="store_true")
+    parser.add_argument("--gradient-checkpointing", action="store_true")
+    parser.add_argument("--peak-tflops", type=float, default=None, help="accelerator peak (dense) TFLOP/s, for MFU")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    cli = parser.parse_args()
+    if cli.threads:
+        torch.set_num_threads(cli.threads)
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=FutureWarning)  # transformers 5.x renames (gradient_checkpointing)
+
+    work = tempfile.mkdtemp(prefix="prime-bench-")
+    model_path = cli.model
+    if model_path is None:
+        model_path = save_tiny_model(os.path.join(work, "model"), hidden_size=256, num_layers=4, num_heads=4,
+                                     num_kv_heads=2, intermediate_size=1024)  # fmt: skip
+    if cli.min_new_tokens is None:
+        cli.min_new_tokens = cli.max_completion_length if cli.model is None else 0
+
+    print(f"date     {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}")
+    print(f"machine  {machine()}")
+    print(f"versions torch {torch.__version__}, trl {trl.__version__}, transformers {transformers.__version__}")
+    print(f"setup    model {cli.model or 'random Qwen2 hidden 256 x 4 layers'}; {cli.prompts_per_step} prompts x "
+          f"{cli.num_generations} samples, {cli.max_completion_length} new tokens (min {cli.min_new_tokens}), "
+          f"{'bf16' if cli.bf16 else 'fp32'}; {cli.steps} steps/run (first dropped) x {cli.repeats} alternating runs")
+
+    load_start = _load()
+    results = {"GRPO": [], "PRIME": []}
+    tokens = {"GRPO": [], "PRIME": []}
+    num_params = 0
+    for repeat in range(cli.repeats):
+        for variant in ("GRPO", "PRIME") if repeat % 2 == 0 else ("PRIME", "GRPO"):
+            steps, toks, num_params = run_once(variant, cli, model_path, os.path.join(work, f"{variant}{repeat}"))
+            results[variant] += steps
+            tokens[variant] += toks
+            print(f"  run {repeat} {variant:5s}: " + " ".join(f"{s['step']:.3f}" for s in steps) + " s/step")
+    report(results, tokens, num_params, cli.peak_tflops)
+    print(f"load average (1 min) at start {load_start:.1f}, at end {_load():.1f} on {os.cpu_count()} cores: "
+          "a shared machine inflates and scatters the times (compare min with median)")
+
+
+def _load() -> float:
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+
+
+def report(results, tokens, num_params, peak_tflops):
+    median = {v: {k: statistics.median(s[k] for s in steps) for k in [*PARTS, "step"]} for v, steps in results.items()}
+    print(f"\npolicy parameters: {num_params / 1e6:.1f} M")
+    header = f"{'variant':8s} {'median s/step':>13s} {'mean':>7s} {'min':>7s} {'max':>7s} {'n':>3s}"
+    cuda = torch.cuda.is_available()
+    if cuda:
+        header += f" {'tokens/s':>9s} {'MFU 6NT':>8s}"
+    print(header)
+    for variant, steps in results.items():
+        times = [s["step"] for s in steps]
+        line = (f"{variant:8s} {statistics.median(times):13.3f} {statistics.mean(times):7.3f} {min(times):7.3f} "
+                f"{max(times):7.3f} {len(times):3d}")
+        if cuda:
+            # Tokens processed by the policy update (prompt + completion) per second of the whole step.
+            tokens_per_s = sum(t for t, _ in tokens[variant]) / sum(times)
+            mfu = 6 * num_params * tokens_per_s / (peak_tflops * 1e12) if peak_tflops else float("nan")
+            line += f" {tokens_per_s:9.0f} {mfu:8.2%}"
+        print(line)
+    fastest = {v: min(s["step"] for s in steps) for v, steps in results.items()}
+    print(f"ratio PRIME/GRPO: {median['PRIME']['step'] / median['GRPO']['step']:.2f} (medians), "
+          f"{fastest['PRIME'] / fastest['GRPO']:.2f} (minima); paper, Table 2, 7B on 8 A800: 680.3 / 530.7 = 1.28")
+
+    print(f"\n{'breakdown, median s/step':26s} {'GRPO':>8s} {'PRIME':>8s} {'PRIME-GRPO':>11s} {'share of extra':>15s}")
+    extra = median["PRIME"]["step"] - median["GRPO"]["step"]
+    for part in [*PARTS, "step"]:
+        g, p = median["GRPO"][part], median["PRIME"][part]
+        share = f"{(p - g) / extra:15.0%}" if extra > 0 and part != "step" else ""
+        print(f"{part:26s} {g:8.3f} {p:8.3f} {p - g:+11.3f} {share}")
+    print("(medians of each part taken separately, so the parts need not add up exactly to the step's median)")
+    if cuda:
+        print("MFU 6NT = 6 x policy parameters x tokens/s / peak: policy-update FLOPs only; PRIME's PRM update "
+              "(~6NT) and reference forward (~2NT) are extra work it does not credit.")
+
+
+if __name__ == "__main__":
+    main()
