@@ -37,13 +37,23 @@ DEFAULT_CORPUS = [
 ARCHITECTURES = {"qwen2": Qwen2Config, "llama": LlamaConfig}
 
 
-def build_tokenizer(corpus: list[str] | None = None, vocab_size: int = 320) -> PreTrainedTokenizerFast:
+def build_tokenizer(
+    corpus: list[str] | None = None, vocab_size: int = 320, individual_digits: bool = False
+) -> PreTrainedTokenizerFast:
     """Train a byte-level BPE on `corpus` and wrap it with a Qwen-style chat template.
 
     EOS is `<|im_end|>` (the end of an assistant turn), padding is left, as TRL expects.
+    `individual_digits=True` splits every digit into its own token before BPE (as Qwen2 and
+    Llama do); small models learn arithmetic far faster when "127" is "1","2","7" rather than
+    whatever merges the corpus happened to produce.
     """
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.pre_tokenizer = (
+        pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
+        if individual_digits
+        else byte_level
+    )
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
@@ -72,8 +82,12 @@ def build_model(
     num_kv_heads: int = 2,
     max_positions: int = 1024,
     seed: int = 0,
+    intermediate_size: int | None = None,
 ):
-    """A randomly initialised causal LM whose vocabulary matches `tokenizer`."""
+    """A randomly initialised causal LM whose vocabulary matches `tokenizer`.
+
+    `intermediate_size` defaults to `2 * hidden_size`.
+    """
     if arch not in ARCHITECTURES:
         raise ValueError(f"arch={arch!r} is not one of {sorted(ARCHITECTURES)}")
     import torch
@@ -81,7 +95,7 @@ def build_model(
     config = ARCHITECTURES[arch](
         vocab_size=len(tokenizer),
         hidden_size=hidden_size,
-        intermediate_size=2 * hidden_size,
+        intermediate_size=intermediate_size or 2 * hidden_size,
         num_hidden_layers=num_layers,
         num_attention_heads=num_heads,
         num_key_value_heads=num_kv_heads,
@@ -98,9 +112,15 @@ def build_model(
     return model
 
 
-def save_tiny_model(out_dir: str, corpus: list[str] | None = None, vocab_size: int = 320, **model_kwargs) -> str:
+def save_tiny_model(
+    out_dir: str,
+    corpus: list[str] | None = None,
+    vocab_size: int = 320,
+    individual_digits: bool = False,
+    **model_kwargs,
+) -> str:
     """Build a tokenizer and model and save both to `out_dir`; returns `out_dir`."""
-    tokenizer = build_tokenizer(corpus, vocab_size=vocab_size)
+    tokenizer = build_tokenizer(corpus, vocab_size=vocab_size, individual_digits=individual_digits)
     model = build_model(tokenizer, **model_kwargs)
     os.makedirs(out_dir, exist_ok=True)
     model.save_pretrained(out_dir)
