@@ -163,20 +163,22 @@ def make_demo_splits(
     num_eval: int = 200,
     seed: int = 0,
     suffix: str = "",
+    num_dev: int = 0,
     **difficulty,
 ) -> dict[str, list[dict]]:
-    """Disjoint splits: "sft" (worked solutions), "rl" and "eval" (prompt rows with ground truth).
+    """Disjoint splits: "sft" (worked solutions), "rl", "eval" and "dev" (prompt rows with ground truth).
 
-    The eval questions are drawn first and excluded from the training splits, so held-out accuracy
-    is measured on questions the model never saw.
+    The held-out questions ("eval", then "dev" for stopping decisions) are drawn first and
+    excluded from the training splits, so held-out accuracy is on questions the model never saw.
     """
-    eval_problems = generate_problems(num_eval, seed=seed + 1, **difficulty)
-    seen = {p.question for p in eval_problems}
+    held_out = generate_problems(num_eval + num_dev, seed=seed + 1, **difficulty)
+    seen = {p.question for p in held_out}
     train_problems = generate_problems(num_sft + num_rl, seed=seed, exclude=seen, **difficulty)
     return {
         "sft": [to_sft_row(p, suffix) for p in train_problems[:num_sft]],
         "rl": [to_prompt_row(p, suffix) for p in train_problems[num_sft:]],
-        "eval": [to_prompt_row(p, suffix) for p in eval_problems],
+        "eval": [to_prompt_row(p, suffix) for p in held_out[:num_eval]],
+        "dev": [to_prompt_row(p, suffix) for p in held_out[num_eval:]],
     }
 
 

@@ -71,11 +71,12 @@ def test_determinism_by_seed():
 
 
 def test_splits_are_disjoint_and_shaped_for_trl():
-    splits = make_demo_splits(num_sft=300, num_rl=100, num_eval=50, seed=0, max_value=99)
-    assert {k: len(v) for k, v in splits.items()} == {"sft": 300, "rl": 100, "eval": 50}
+    splits = make_demo_splits(num_sft=300, num_rl=100, num_eval=50, num_dev=20, seed=0, max_value=99)
+    assert {k: len(v) for k, v in splits.items()} == {"sft": 300, "rl": 100, "eval": 50, "dev": 20}
     questions = {k: {r["prompt"][-1]["content"] for r in v} for k, v in splits.items()}
-    assert not questions["eval"] & (questions["sft"] | questions["rl"])
-    assert not questions["sft"] & questions["rl"]
+    for a in questions:
+        for b in questions:
+            assert a == b or not questions[a] & questions[b], (a, b)
     row = splits["rl"][0]
     assert set(row) == {"prompt", "ground_truth", "ability", "data_source"}
     assert row["ability"] == "math" and row["data_source"] == DATA_SOURCE
@@ -90,3 +91,48 @@ def test_rows_and_corpus():
     assert to_prompt_row(problem)["ground_truth"] == str(problem.answer)
     corpus = tokenizer_corpus([to_sft_row(problem)])
     assert corpus == [problem.question + "\n" + problem.solution]
+
+
+# --- the demo's stages that run without the trainer (tiny settings, a few SFT steps) -------------
+
+
+def test_is_correct():
+    from prime_trl.scripts.demo import is_correct
+
+    assert is_correct("1 + 2 = 3\nThe answer is \\boxed{3}.", "3")
+    assert not is_correct("The answer is \\boxed{4}.", "3")
+    assert not is_correct("The answer is 3.", "3")
+    assert is_correct("\\boxed{2} no, \\boxed{ 3 }", "3")  # the last box counts
+
+
+def test_demo_main_writes_eval_json(tmp_path):
+    import json
+
+    from prime_trl.scripts.demo import main
+
+    out = tmp_path / "demo"
+    argv = ["--output-dir", str(out), "--num_sft", "64", "--num_rl", "8", "--num_eval", "8", "--num_dev", "4",
+            "--hidden_size", "32", "--num_layers", "1", "--num_heads", "2", "--sft_max_steps", "3",
+            "--sft_batch_size", "4", "--sft_eval_every", "2", "--sft_target_accuracy", "1.0",
+            "--max_completion_length", "8", "--num_group_prompts", "2", "--num_generations", "2"]  # fmt: skip
+    assert main(argv) == 0
+    result = json.loads((out / "eval.json").read_text())
+    assert 0.0 <= result["accuracy_before"] <= 1.0 and result["num_eval_prompts"] == 8
+    assert result["sft_steps"] == 3 and [step for step, _ in result["sft_dev_accuracy"]] == [2]
+    assert sum(result["group_accuracy_T1"]["histogram"].values()) == 2
+    assert (out / "sft" / "config.json").exists()
+
+
+def test_sft_stops_at_target_accuracy(tmp_path):
+    """A target of 0 is met at the first check (every 2 steps), so SFT stops there."""
+    from prime_trl.demo_task import make_demo_splits, tokenizer_corpus
+    from prime_trl.scripts.demo import build_demo_model_and_tokenizer, run_sft
+
+    splits = make_demo_splits(num_sft=32, num_rl=0, num_eval=0, num_dev=2, seed=0)
+    model, tokenizer = build_demo_model_and_tokenizer(tokenizer_corpus(splits["sft"]), hidden_size=32, num_layers=1)
+    before = [p.detach().clone() for p in model.parameters()]
+    result = run_sft(model, tokenizer, splits["sft"], str(tmp_path), max_steps=10, batch_size=4,
+                     dev_rows=splits["dev"], target_accuracy=0.0, eval_every=2,
+                     max_new_tokens=4)  # fmt: skip
+    assert result["steps"] == 2 and result["dev_accuracy"][0][0] == 2
+    assert any(not (a == b).all() for a, b in zip(before, model.parameters()))
