@@ -5,9 +5,12 @@
         --prompts-per-step 16 --peak-tflops 989                 # GPU (989 = H100 SXM dense bf16)
 
 GRPOTrainer and PRIMETrainer are built the same way (same model, prompts, reward, seed, batch shape;
-GRPO with beta=0 and loss_type="dapo", the values PRIMEConfig pins) and run alternately, `--repeats`
-times each, `--steps` optimizer steps per run; the first step of every run is dropped as warm-up.
-Each optimizer step generates once (steps_per_generation = gradient_accumulation_steps = 1).
+GRPO with beta=0 and loss_type="dapo", the values PRIMEConfig pins), each in its own process, and
+take turns step by step: GRPO step 1, PRIME step 1, GRPO step 2, ... (a baton passed in the step
+callbacks), so load from other users of a shared machine hits both alike rather than one whole run.
+`--steps` optimizer steps each, `--repeats` such pairs of processes; the first step of every run is
+dropped as warm-up. Each optimizer step generates once (steps_per_generation = GA = 1). Both trainers
+are alive at once: on a GPU that needs memory for both (use a model small enough, or `--sequential`).
 
 Breakdown: methods of each trainer are wrapped with timers (CUDA-synchronised):
     generation      GRPOTrainer._generate (sampling, decoding)
@@ -73,11 +76,39 @@ def _sync():
         torch.cuda.synchronize()
 
 
+class Baton:
+    """Turn-taking between the two trainer processes: wait for my turn, then hand it to the other.
+
+    A process that has finished (or failed) leaves `done` set, so the other never waits for it.
+    """
+
+    def __init__(self, mine, theirs, start, their_done, my_done):
+        self.mine, self.theirs, self.start, self.their_done, self.my_done = mine, theirs, start, their_done, my_done
+        self.started = False
+
+    def acquire(self):
+        if not self.started:
+            self.start.wait(timeout=600)  # both trainers built and inside train(): setup overlaps no timed step
+            self.started = True
+        while not self.mine.wait(timeout=0.05):
+            if self.their_done.is_set():
+                return
+        self.mine.clear()
+
+    def release(self):
+        self.theirs.set()
+
+    def finish(self):
+        self.my_done.set()
+        self.theirs.set()
+
+
 class StepTimer(TrainerCallback):
     """Accumulates wrapped-method time per optimizer step; `steps` holds one dict per step."""
 
-    def __init__(self):
+    def __init__(self, baton: Baton | None = None):
         self.steps, self.current, self.tokens, self.start = [], defaultdict(float), [], 0.0
+        self.baton = baton
 
     def wrap(self, obj, name: str, part: str, on_result=None):
         method = getattr(obj, name)
@@ -96,6 +127,8 @@ class StepTimer(TrainerCallback):
         setattr(obj, name, timed)  # an instance attribute: the class's own calls go through it
 
     def on_step_begin(self, args, state, control, **kwargs):
+        if self.baton is not None:
+            self.baton.acquire()
         _sync()
         self.current, self.start = defaultdict(float), time.perf_counter()
 
@@ -103,6 +136,8 @@ class StepTimer(TrainerCallback):
         _sync()
         self.current["step"] = time.perf_counter() - self.start
         self.steps.append(dict(self.current))
+        if self.baton is not None:
+            self.baton.release()
 
 
 def count_tokens(timer: StepTimer, output: dict) -> None:
@@ -134,7 +169,7 @@ def breakdown(step: dict) -> dict:
     return parts
 
 
-def run_once(variant: str, cli, model_path: str, out_dir: str):
+def run_once(variant: str, cli, model_path: str, out_dir: str, baton: Baton | None = None):
     common = dict(
         output_dir=out_dir, seed=cli.seed, max_steps=cli.steps, num_generations=cli.num_generations,
         per_device_train_batch_size=cli.prompts_per_step * cli.num_generations, gradient_accumulation_steps=1,
@@ -152,15 +187,67 @@ def run_once(variant: str, cli, model_path: str, out_dir: str):
         args = PRIMEConfig(**common, accuracy_lower_bound=0.0, accuracy_upper_bound=1.0, prm_learning_rate=1e-6)
         trainer = PRIMETrainer(model=model_path, reward_funcs=hash_reward, args=args, train_dataset=dataset)
     trainer.remove_callback(PrinterCallback)  # the per-step log dicts; this script prints its own table
-    timer = StepTimer()
+    timer = StepTimer(baton)
     instrument(trainer, timer)
-    trainer.train()
+    try:
+        trainer.train()
+    finally:
+        if baton is not None:
+            baton.finish()
     num_params = sum(p.numel() for p in trainer.model.parameters())
     del trainer
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     # Drop the first step (warm-up: allocator, kernels, lazy imports).
     return [breakdown(s) for s in timer.steps[1:]], timer.tokens[1:], num_params
+
+
+def _worker(variant, cli, model_path, out_dir, events, queue):
+    _quiet()
+    if cli.threads:
+        torch.set_num_threads(cli.threads)
+    mine, theirs, start, their_done, my_done = events
+    try:
+        queue.put((variant, run_once(variant, cli, model_path, out_dir, Baton(mine, theirs, start, their_done, my_done))))
+    except BaseException as err:
+        start.abort()  # the other worker must not wait at the start for a worker that will never come
+        my_done.set()
+        theirs.set()
+        queue.put((variant, err))
+        raise
+
+
+def run_pair(cli, model_path: str, work: str, repeat: int) -> dict:
+    """GRPO and PRIME in two processes taking turns step by step; returns {variant: run_once result}."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    turn = {"GRPO": ctx.Event(), "PRIME": ctx.Event()}
+    done = {"GRPO": ctx.Event(), "PRIME": ctx.Event()}
+    start = ctx.Barrier(2)
+    first = "GRPO" if repeat % 2 == 0 else "PRIME"
+    turn[first].set()
+    queue = ctx.Queue()
+    procs = []
+    for variant, other in (("GRPO", "PRIME"), ("PRIME", "GRPO")):
+        events = (turn[variant], turn[other], start, done[other], done[variant])
+        proc = ctx.Process(target=_worker, args=(variant, cli, model_path, os.path.join(work, f"{variant}{repeat}"),
+                                                 events, queue))  # fmt: skip
+        proc.start()
+        procs.append(proc)
+    results = dict(queue.get() for _ in procs)
+    for proc in procs:
+        proc.join()
+    for variant, result in results.items():
+        if isinstance(result, BaseException):
+            raise RuntimeError(f"the {variant} worker failed") from result
+    return results
+
+
+def _quiet():
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=FutureWarning)  # transformers 5.x renames (gradient_checkpointing)
 
 
 def machine() -> str:
@@ -172,8 +259,8 @@ def machine() -> str:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", help="model id or path; default: a local random Qwen2 (hidden 256, 4 layers)")
-    parser.add_argument("--steps", type=int, default=4, help="optimizer steps per run (the first is dropped)")
-    parser.add_argument("--repeats", type=int, default=3, help="alternating GRPO/PRIME run pairs")
+    parser.add_argument("--steps", type=int, default=8, help="optimizer steps per run (the first is dropped)")
+    parser.add_argument("--repeats", type=int, default=1, help="GRPO/PRIME run pairs (the first mover alternates)")
     parser.add_argument("--prompts-per-step", type=int, default=4)
     parser.add_argument("--num-generations", type=int, default=4)
     parser.add_argument("--max-completion-length", type=int, default=32)
@@ -184,12 +271,12 @@ def main():
     parser.add_argument("--peak-tflops", type=float, default=None, help="accelerator peak (dense) TFLOP/s, for MFU")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--sequential", action="store_true",
+                        help="whole runs one after the other in this process instead of step-by-step turns")
     cli = parser.parse_args()
     if cli.threads:
         torch.set_num_threads(cli.threads)
-    transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()
-    warnings.filterwarnings("ignore", category=FutureWarning)  # transformers 5.x renames (gradient_checkpointing)
+    _quiet()
 
     work = tempfile.mkdtemp(prefix="prime-bench-")
     model_path = cli.model
@@ -202,17 +289,24 @@ def main():
     print(f"date     {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}")
     print(f"machine  {machine()}")
     print(f"versions torch {torch.__version__}, trl {trl.__version__}, transformers {transformers.__version__}")
+    schedule = "whole runs in turn" if cli.sequential else "two processes taking turns step by step"
     print(f"setup    model {cli.model or 'random Qwen2 hidden 256 x 4 layers'}; {cli.prompts_per_step} prompts x "
           f"{cli.num_generations} samples, {cli.max_completion_length} new tokens (min {cli.min_new_tokens}), "
-          f"{'bf16' if cli.bf16 else 'fp32'}; {cli.steps} steps/run (first dropped) x {cli.repeats} alternating runs")
+          f"{'bf16' if cli.bf16 else 'fp32'}; {cli.steps} steps/run (first dropped) x {cli.repeats} run pairs, "
+          f"{schedule}")
 
     load_start = _load()
     results = {"GRPO": [], "PRIME": []}
     tokens = {"GRPO": [], "PRIME": []}
     num_params = 0
     for repeat in range(cli.repeats):
-        for variant in ("GRPO", "PRIME") if repeat % 2 == 0 else ("PRIME", "GRPO"):
-            steps, toks, num_params = run_once(variant, cli, model_path, os.path.join(work, f"{variant}{repeat}"))
+        order = ("GRPO", "PRIME") if repeat % 2 == 0 else ("PRIME", "GRPO")
+        if cli.sequential:
+            pair = {v: run_once(v, cli, model_path, os.path.join(work, f"{v}{repeat}")) for v in order}
+        else:
+            pair = run_pair(cli, model_path, work, repeat)
+        for variant in order:
+            steps, toks, num_params = pair[variant]
             results[variant] += steps
             tokens[variant] += toks
             print(f"  run {repeat} {variant:5s}: " + " ".join(f"{s['step']:.3f}" for s in steps) + " s/step")
@@ -244,16 +338,22 @@ def report(results, tokens, num_params, peak_tflops):
             line += f" {tokens_per_s:9.0f} {mfu:8.2%}"
         print(line)
     fastest = {v: min(s["step"] for s in steps) for v, steps in results.items()}
+    paired = [p["step"] / g["step"] for g, p in zip(results["GRPO"], results["PRIME"])]  # neighbouring steps
     print(f"ratio PRIME/GRPO: {median['PRIME']['step'] / median['GRPO']['step']:.2f} (medians), "
-          f"{fastest['PRIME'] / fastest['GRPO']:.2f} (minima); paper, Table 2, 7B on 8 A800: 680.3 / 530.7 = 1.28")
+          f"{fastest['PRIME'] / fastest['GRPO']:.2f} (minima), {statistics.median(paired):.2f} (median of step-by-step "
+          "pairs); paper, Table 2, 7B on 8 A800: 680.3 / 530.7 = 1.28")
 
-    print(f"\n{'breakdown, median s/step':26s} {'GRPO':>8s} {'PRIME':>8s} {'PRIME-GRPO':>11s} {'share of extra':>15s}")
-    extra = median["PRIME"]["step"] - median["GRPO"]["step"]
+    # Shares of a step are measured within the step, so a load spike between steps does not move them.
+    share = {v: {k: statistics.median(s[k] / s["step"] for s in steps) for k in PARTS} for v, steps in results.items()}
+    print(f"\n{'breakdown':16s} {'GRPO s':>8s} {'PRIME s':>8s} {'PRIME-GRPO':>11s} {'GRPO share':>11s} "
+          f"{'PRIME share':>12s}   (medians over steps; shares = part / its own step)")
     for part in [*PARTS, "step"]:
         g, p = median["GRPO"][part], median["PRIME"][part]
-        share = f"{(p - g) / extra:15.0%}" if extra > 0 and part != "step" else ""
-        print(f"{part:26s} {g:8.3f} {p:8.3f} {p - g:+11.3f} {share}")
-    print("(medians of each part taken separately, so the parts need not add up exactly to the step's median)")
+        shares = f"{share['GRPO'][part]:11.0%} {share['PRIME'][part]:12.0%}" if part != "step" else ""
+        print(f"{part:16s} {g:8.3f} {p:8.3f} {p - g:+11.3f} {shares}")
+    prm_share = statistics.median((s["PRM ref fwd"] + s["PRM fwd+update"]) / s["step"] for s in results["PRIME"])
+    print(f"PRM work (reference forward + forward/update) = {prm_share:.0%} of PRIME's step; if the rest cost what "
+          f"GRPO's step costs, PRIME/GRPO = 1 / (1 - {prm_share:.2f}) = {1 / (1 - prm_share):.2f}")
     if cuda:
         print("MFU 6NT = 6 x policy parameters x tokens/s / peak: policy-update FLOPs only; PRIME's PRM update "
               "(~6NT) and reference forward (~2NT) are extra work it does not credit.")

@@ -10,6 +10,9 @@ nothing is forwarded to a launcher. Launch several processes with accelerate, un
     accelerate launch --config_file configs/accelerate/multi_gpu.yaml \
         -m prime_trl.cli train --config configs/paper_eurus_7b.yaml
 
+`accelerate launch /path/to/bin/prime-trl train ...` works too when that path is the console
+script itself (`$(which prime-trl)` under pyenv is a shell shim, which accelerate cannot run).
+
 A user error (missing config file, unknown key, unreadable dataset, unknown reward function)
 prints one line, `prime-trl train: error: ...`, and exits with status 2.
 """
