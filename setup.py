@@ -20,6 +20,7 @@ extras = {
     "quant": ["bitsandbytes>=0.45"],
     "notebooks": ["jupyter", "ipykernel", "ipywidgets"],
     "vllm": ["vllm"],
+    "deepspeed": ["deepspeed"],
 }
 
 setup(

@@ -130,6 +130,9 @@ class PRIMETrainer(GRPOTrainer):
             self.model.add_adapter(PRM_ADAPTER_NAME, prm_lora)
             return PLACEMENTS["adapter"](self.model, PRM_ADAPTER_NAME)
         device = self.accelerator.device
+        # AdamW steps of ~lr (1e-6) vanish on bf16 weights (spacing ~1e-4 near 0.02): keep fp32 master weights;
+        # the forward passes still run in bf16 under accelerator.autocast(), as the authors' FSDP setup does.
+        prm_model = prm_model.float()
         if self.args.gradient_checkpointing:
             prm_model.gradient_checkpointing_enable(
                 gradient_checkpointing_kwargs=self.args.gradient_checkpointing_kwargs or {"use_reentrant": False}

@@ -113,3 +113,12 @@ def test_completions_table_shows_prime_advantages(tiny_model_dir, tmp_path):
     logged = list(trainer._logs["advantages"])
     assert len(logged) == args.generation_batch_size
     assert all(math.isfinite(a) for a in logged) and any(a != 0 for a in logged)
+
+
+def test_a_bf16_prm_trains_in_fp32_master_weights(tiny_model_dir, tmp_path):
+    import torch as _torch
+
+    args = cpu_config(tmp_path, max_steps=1, model_init_kwargs={"dtype": "bfloat16"})
+    trainer = PRIMETrainer(model=tiny_model_dir, reward_funcs=parity_reward, args=args, train_dataset=toy_dataset())
+    assert next(trainer.model.parameters()).dtype == _torch.bfloat16  # the policy is as the user asked
+    assert all(p.dtype == _torch.float32 for p in trainer.prm.parameters)
