@@ -17,7 +17,7 @@ install_requires = [
 
 extras = {
     "dev": ["pytest>=8", "pytest-timeout", "nbformat", "nbclient", "ipykernel", "evaluate>=0.4"],
-    "quant": ["bitsandbytes>=0.45"],
+    "quant": ["bitsandbytes>=0.46.1"],  # the floor transformers 5.23 enforces
     "notebooks": ["jupyter", "ipykernel", "ipywidgets"],
     "vllm": ["vllm"],
     "deepspeed": ["deepspeed"],

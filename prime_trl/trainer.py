@@ -79,7 +79,9 @@ class PRIMETrainer(GRPOTrainer):
             args = PRIMEConfig(f"{str(name).split('/')[-1]}-PRIME")
         if not isinstance(args, PRIMEConfig):
             raise TypeError(f"PRIMETrainer needs args to be a PRIMEConfig, got {type(args).__name__}.")
-        _check_quantization_runs_here(quantization_config or (args.model_init_kwargs or {}).get("quantization_config"))
+        _check_quantization_runs_here(
+            quantization_config or (args.model_init_kwargs or {}).get("quantization_config"), model
+        )
         placement = _resolve_placement(args.prm_placement, model, peft_config)
         if placement == "separate":
             # Copy the PRM from the policy *before* the parent wraps or patches the policy model.
@@ -322,8 +324,10 @@ def _resolve_placement(requested: str | None, model, peft_config) -> str:
     return placement
 
 
-def _check_quantization_runs_here(quantization_config) -> None:
+def _check_quantization_runs_here(quantization_config, model) -> None:
     """bitsandbytes' 4/8-bit layers need CUDA (on CPU they run only partly and break after an eval pass)."""
+    if getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False):
+        quantization_config = {"load_in_4bit": True}  # an already-quantized instance
     if quantization_config is None:
         return
     def wants(key):  # a BitsAndBytesConfig, or its dict form from model_init_kwargs / YAML

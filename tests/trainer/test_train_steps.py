@@ -122,3 +122,17 @@ def test_a_bf16_prm_trains_in_fp32_master_weights(tiny_model_dir, tmp_path):
     trainer = PRIMETrainer(model=tiny_model_dir, reward_funcs=parity_reward, args=args, train_dataset=toy_dataset())
     assert next(trainer.model.parameters()).dtype == _torch.bfloat16  # the policy is as the user asked
     assert all(p.dtype == _torch.float32 for p in trainer.prm.parameters)
+
+
+def test_an_already_quantized_model_without_cuda_fails_clearly():
+    import types
+
+    import pytest
+
+    from prime_trl.trainer import _check_quantization_runs_here
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present")
+    with pytest.raises(ValueError, match="needs bitsandbytes on a CUDA GPU"):
+        _check_quantization_runs_here(None, types.SimpleNamespace(is_loaded_in_4bit=True))
+    _check_quantization_runs_here(None, "a/model/path")  # nothing quantized: no error
