@@ -114,13 +114,20 @@ def test_demo_main_writes_eval_json(tmp_path):
     argv = ["--output-dir", str(out), "--num_sft", "64", "--num_rl", "8", "--num_eval", "8", "--num_dev", "4",
             "--hidden_size", "32", "--num_layers", "1", "--num_heads", "2", "--sft_max_steps", "3",
             "--sft_batch_size", "4", "--sft_eval_every", "2", "--sft_target_accuracy", "1.0",
-            "--max_completion_length", "8", "--num_group_prompts", "2", "--num_generations", "2"]  # fmt: skip
+            "--max_completion_length", "8", "--num_group_prompts", "2", "--num_generations", "2",
+            "--rl_max_steps", "2", "--rl_prompts_per_step", "2", "--rl_eval_every", "1"]  # fmt: skip
     assert main(argv) == 0
     result = json.loads((out / "eval.json").read_text())
     assert 0.0 <= result["accuracy_before"] <= 1.0 and result["num_eval_prompts"] == 8
     assert result["sft_steps"] == 3 and [step for step, _ in result["sft_dev_accuracy"]] == [2]
     assert sum(result["group_accuracy_T1"]["histogram"].values()) == 2
     assert (out / "sft" / "config.json").exists()
+    # the PRIME stage ran: accuracy after, a curve point per step, plots, policy and PRM saved
+    assert 0.0 <= result["accuracy_after"] <= 1.0
+    assert [p["step"] for p in result["accuracy_curve"]] == [0, 1, 2]
+    assert [p["samples"] for p in result["accuracy_curve"]] == [0, 4, 8]
+    for name in ("training_curves.png", "heldout_accuracy.png", "prime/config.json", "prime/prm/config.json"):
+        assert (out / name).exists(), name
 
 
 def test_sft_stops_at_target_accuracy(tmp_path):

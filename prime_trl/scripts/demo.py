@@ -8,7 +8,8 @@ Stages (each a function, so notebooks and tests can run them one by one):
 4. greedy held-out accuracy (`evaluate_accuracy`) and, at temperature 1, per-prompt group
    accuracy (`sample_group_accuracy`): PRIME learns only from groups with some right and some
    wrong samples, so the demo records how many there are;
-5. PRIME (not written yet, see the marked place in `main`).
+5. PRIME from the SFT model (`prime_trl.demo_rl.run_rl`), then greedy held-out accuracy again, the
+   accuracy-against-samples curve and the training curves as PNG.
 
 The defaults of `DemoArguments` are the recipe measured on 2 shared CPU cores (field help has the
 reasons). One run of those measurements (seed 0, 1 torch thread, other jobs on the machine):
@@ -35,6 +36,7 @@ from tqdm.auto import tqdm
 from transformers import TrainerCallback
 
 from prime_trl.data import last_boxed_content
+from prime_trl.demo_rl import plot_accuracy_curve, plot_training_curves, run_rl
 from prime_trl.demo_task import make_demo_splits, tokenizer_corpus
 from prime_trl.tiny import build_model, build_tokenizer
 
@@ -89,7 +91,20 @@ class DemoArguments:
     max_completion_length: int = field(default=64, metadata={"help": "New tokens per completion (4 steps ~ 45)."})
     eval_batch_size: int = field(default=64, metadata={"help": "Prompts per generate call."})
     num_group_prompts: int = field(default=64, metadata={"help": "Prompts for the T=1 group-accuracy check."})
-    num_generations: int = field(default=4, metadata={"help": "Samples per prompt for the group-accuracy check."})
+    num_generations: int = field(default=4, metadata={"help": "Samples per prompt (group-accuracy check and RL)."})
+    # --- PRIME ---
+    rl_max_steps: int = field(default=150, metadata={"help": "PRIME optimizer steps (one generation batch each)."})
+    rl_prompts_per_step: int = field(default=32, metadata={"help": "Prompts per PRIME step (x num_generations samples)."})
+    rl_learning_rate: float = field(default=3e-5, metadata={"help": "Policy learning rate (constant)."})
+    prm_learning_rate: float = field(default=1e-4, metadata={"help": "Implicit PRM learning rate (constant)."})
+    prm_beta: float = field(default=0.05, metadata={"help": "beta of the implicit reward (paper: 0.05)."})
+    process_reward_norm: str = field(
+        default="none",
+        metadata={"help": "'none' keeps the process reward at beta * log-ratio, so it grows only as the PRM learns; "
+                  "'batch_norm' (the authors') rescales even an untrained PRM's noise to the outcome's size, which "
+                  "collapsed the tiny demo model in our runs."},
+    )  # fmt: skip
+    rl_eval_every: int = field(default=25, metadata={"help": "PRIME steps between held-out accuracy checks."})
 
 
 def demo_splits(args: DemoArguments) -> dict[str, list[dict]]:
@@ -380,21 +395,43 @@ def main(argv: list[str] | None = None) -> int:
     print(f"accuracy after SFT (greedy, {before['num_prompts']} held-out prompts): {before['accuracy']:.3f}")
     print(f"group accuracy at T=1: {groups['histogram']} (mixed: {groups['mixed_fraction']:.2f})")
 
-    # ==========================================================================================
-    # PRIME STAGE GOES HERE (needs prime_trl.trainer.PRIMETrainer, not written yet):
-    #   train PRIMETrainer on splits["rl"] from the SFT model in args.output_dir/sft, with the
-    #   demo's outcome reward (is_correct / prime_trl.verifiers.math_reward), then
-    #   after = evaluate_accuracy(model, tokenizer, splits["eval"], ...) and record
-    #   "accuracy_after" next to "accuracy_before" below.
-    # ==========================================================================================
+    t0 = time.perf_counter()
+    trainer, curve = run_rl(
+        os.path.join(args.output_dir, "sft"),
+        tokenizer,
+        splits["rl"],
+        os.path.join(args.output_dir, "prime"),
+        lambda m: evaluate_accuracy(m, tokenizer, splits["eval"], args.max_completion_length, args.eval_batch_size,
+                                    progress=False)["accuracy"],
+        max_steps=args.rl_max_steps,
+        prompts_per_step=args.rl_prompts_per_step,
+        num_generations=args.num_generations,
+        learning_rate=args.rl_learning_rate,
+        prm_learning_rate=args.prm_learning_rate,
+        prm_beta=args.prm_beta,
+        max_completion_length=args.max_completion_length,
+        eval_every=args.rl_eval_every,
+        seed=args.seed,
+        process_reward_norm=args.process_reward_norm,
+    )
+    trainer.save_model()  # policy in DIR/prime, PRM in DIR/prime/prm
+    timings["prime_s"] = time.perf_counter() - t0
+    after = evaluate_accuracy(trainer.model, tokenizer, splits["eval"], args.max_completion_length, args.eval_batch_size)
+    curves_png = plot_training_curves(trainer.state.log_history, os.path.join(args.output_dir, "training_curves.png"))
+    accuracy_png = plot_accuracy_curve(curve, os.path.join(args.output_dir, "heldout_accuracy.png"))
+    print(f"accuracy after PRIME: {after['accuracy']:.3f} (before: {before['accuracy']:.3f}); "
+          f"plots: {curves_png}, {accuracy_png}")
 
     result = {
         "accuracy_before": before["accuracy"],
+        "accuracy_after": after["accuracy"],
+        "accuracy_curve": curve,
         "num_eval_prompts": before["num_prompts"],
         "group_accuracy_T1": groups,
         "sft_steps": sft["steps"],
         "sft_dev_accuracy": sft["dev_accuracy"],
         "samples_before": before["samples"],
+        "samples_after": after["samples"],
         "timings_s": timings,
         "args": asdict(args),
     }
