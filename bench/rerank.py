@@ -24,20 +24,15 @@ import time
 
 def demo_eval_rows(demo_dir: str | None, num_problems: int) -> list[dict]:
     """The demo's held-out eval problems, from the arguments a `prime-trl demo` run recorded (or the defaults)."""
-    from prime_trl.demo_task import make_demo_splits
-    from prime_trl.scripts.demo import DemoArguments
+    from prime_trl.scripts.demo import DemoArguments, demo_splits
 
     recorded = {}
     path = os.path.join(demo_dir, "eval.json") if demo_dir else None
     if path and os.path.exists(path):
         with open(path) as f:
             recorded = json.load(f).get("args", {})
-    args = {**DemoArguments().__dict__, **recorded}
-    splits = make_demo_splits(
-        num_sft=0, num_rl=0, num_eval=args["num_eval"], seed=args["seed"],
-        num_steps=(args["min_steps"], args["max_steps"]), max_operand=args["max_operand"],
-        max_multiplier=args["max_multiplier"],
-    )
+    # The exact splits of that run: every recorded knob (seed, sizes, max_value, ...) shapes them.
+    splits = demo_splits(DemoArguments(**recorded))
     return splits["eval"][:num_problems]
 
 

@@ -96,7 +96,11 @@ class DemoArguments:
     rl_max_steps: int = field(default=150, metadata={"help": "PRIME optimizer steps (one generation batch each)."})
     rl_prompts_per_step: int = field(default=32, metadata={"help": "Prompts per PRIME step (x num_generations samples)."})
     rl_learning_rate: float = field(default=3e-5, metadata={"help": "Policy learning rate (constant)."})
-    prm_learning_rate: float = field(default=1e-4, metadata={"help": "Implicit PRM learning rate (constant)."})
+    prm_learning_rate: float = field(
+        default=1e-3,
+        metadata={"help": "Implicit PRM learning rate (constant). 10x the 1e-4 we tried first: a 1M-parameter PRM "
+                  "seeing ~30 kept rows per step stays near chance at 1e-4."},
+    )  # fmt: skip
     prm_beta: float = field(default=0.05, metadata={"help": "beta of the implicit reward (paper: 0.05)."})
     process_reward_norm: str = field(
         default="none",
