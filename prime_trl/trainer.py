@@ -343,7 +343,7 @@ def _check_quantization_runs_here(quantization_config, model) -> None:
             "CUDA device is available. Drop quantization_config to train LoRA adapters on a full-precision base."
         )
     try:
-        import bitsandbytes  # noqa: F401
+        import bitsandbytes  # noqa: F401  (availability check)
     except ImportError as err:
         raise ImportError("4/8-bit quantization needs bitsandbytes: pip install 'prime-trl[quant]'.") from err
 

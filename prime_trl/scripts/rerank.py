@@ -58,6 +58,21 @@ def parse_separators(values: list[str] | None) -> tuple[str, ...] | None:
     return tuple(v.replace("\\n", "\n").replace("\\t", "\t") for v in values)
 
 
+def prm_from_args(parser: argparse.ArgumentParser, args):
+    """The `ImplicitPRM` that `--prm/--ref/--beta/--step-separators` describe; bad paths end in `parser.error`."""
+    if not os.path.isdir(args.prm):
+        parser.error(f"--prm {args.prm!r}: no such directory")
+    if args.ref is not None:
+        check_model_path(parser, args.ref, "--ref")
+    from prime_trl.implicit_prm import DEFAULT_STEP_SEPARATORS, ImplicitPRM
+
+    separators = parse_separators(args.step_separators) or DEFAULT_STEP_SEPARATORS
+    try:
+        return ImplicitPRM.from_pretrained(args.prm, args.ref, beta=args.beta, step_separators=separators)
+    except ValueError as err:
+        parser.error(str(err))
+
+
 def candidates_from_args(parser, args) -> tuple[list[dict], list[list[str]]]:
     """Problem rows and their candidates, from --samples or by sampling --model on --dataset."""
     from prime_trl import evaluation
@@ -107,19 +122,10 @@ def rerank(prm, rows: list[dict], completions: list[list[str]], aggregations, ba
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not os.path.isdir(args.prm):
-        parser.error(f"--prm {args.prm!r}: no such directory")
-    if args.ref is not None:
-        check_model_path(parser, args.ref, "--ref")
+    prm = prm_from_args(parser, args)
     rows, completions = candidates_from_args(parser, args)
     from prime_trl import evaluation
-    from prime_trl.implicit_prm import DEFAULT_STEP_SEPARATORS, ImplicitPRM
 
-    separators = parse_separators(args.step_separators) or DEFAULT_STEP_SEPARATORS
-    try:
-        prm = ImplicitPRM.from_pretrained(args.prm, args.ref, beta=args.beta, step_separators=separators)
-    except ValueError as err:
-        parser.error(str(err))
     table, records = rerank(prm, rows, completions, args.aggregation, args.batch_size, progress=not args.quiet)
     n = len(completions[0]) if completions else 0
     report = {"prm": args.prm, "ref": args.ref, "beta": args.beta, "num_problems": len(rows), "num_candidates": n,

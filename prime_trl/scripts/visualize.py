@@ -12,8 +12,7 @@ import json
 import os
 import sys
 
-from prime_trl.scripts.evaluate import check_model_path
-from prime_trl.scripts.rerank import parse_separators
+from prime_trl.scripts.rerank import prm_from_args
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,19 +63,10 @@ def inputs_from_args(parser, args) -> tuple[list[tuple], list[str]]:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not os.path.isdir(args.prm):
-        parser.error(f"--prm {args.prm!r}: no such directory")
-    if args.ref is not None:
-        check_model_path(parser, args.ref, "--ref")
+    prm = prm_from_args(parser, args)
     pairs, titles = inputs_from_args(parser, args)
-    from prime_trl.implicit_prm import DEFAULT_STEP_SEPARATORS, ImplicitPRM
     from prime_trl.visualize import write_visualization
 
-    separators = parse_separators(args.step_separators) or DEFAULT_STEP_SEPARATORS
-    try:
-        prm = ImplicitPRM.from_pretrained(args.prm, args.ref, beta=args.beta, step_separators=separators)
-    except ValueError as err:
-        parser.error(str(err))
     results = prm.score_batch(pairs, progress=False)
     paths = write_visualization(results, args.output_dir, titles=titles, png=not args.no_png)
     paths["json"] = os.path.join(args.output_dir, "process_rewards.json")
