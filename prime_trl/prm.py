@@ -225,8 +225,12 @@ class OnlinePRM:
         for p in self.parameters:
             if p.grad is None:  # a process with no rows this mini-batch still joins the all-reduce
                 p.grad = torch.zeros_like(p)
-            if self.accelerator.num_processes > 1:
-                p.grad = self.accelerator.reduce(p.grad, "sum")
+        if self.accelerator.num_processes > 1:
+            for bucket in _gradient_buckets(self.parameters):
+                # one collective per bucket, not per parameter: what DDP's bucketing does for the policy
+                summed = self.accelerator.reduce(torch.cat([p.grad.flatten() for p in bucket]), "sum")
+                for p, grad in zip(bucket, summed.split([p.numel() for p in bucket])):
+                    p.grad.copy_(grad.view_as(p))
         grad_norm = torch.nn.utils.clip_grad_norm_(self.parameters, self.max_grad_norm)
         self.optimizer.step()
         self.scheduler.step()
@@ -245,6 +249,18 @@ class OnlinePRM:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
 
+
+
+def _gradient_buckets(parameters, max_numel: int = 2**25) -> list[list[torch.nn.Parameter]]:
+    """Group parameters of one dtype and device into buckets of at most ~`max_numel` gradient elements."""
+    buckets, current, size = [], [], 0
+    for p in parameters:
+        if current and (size + p.numel() > max_numel or (p.dtype, p.device) != (current[0].dtype, current[0].device)):
+            buckets.append(current)
+            current, size = [], 0
+        current.append(p)
+        size += p.numel()
+    return buckets + [current] if current else buckets
 
 
 def _score_after_update(prm: OnlinePRM, batch, ref_logps, labels):

@@ -103,3 +103,14 @@ def test_empty_batch_is_a_no_op(tiny_model_dir, fixed_batch):
     empty = batch.rows(torch.tensor([], dtype=torch.long))
     rewards, metrics = prm.update(empty, prm.ref_logps(empty), labels[:0])
     assert rewards.shape == (0, 7) and metrics["loss"] == 0.0
+
+
+def test_gradient_buckets_cover_every_parameter_once_and_respect_dtype_and_size():
+    from prime_trl.prm import _gradient_buckets
+
+    params = [torch.nn.Parameter(torch.zeros(n, dtype=d)) for n, d in
+              [(5, torch.float32), (5, torch.float32), (20, torch.float32), (3, torch.bfloat16), (4, torch.float32)]]
+    buckets = _gradient_buckets(params, max_numel=12)
+    assert [[p.numel() for p in b] for b in buckets] == [[5, 5], [20], [3], [4]]
+    assert sum(len(b) for b in buckets) == len(params)
+    assert all(len({p.dtype for p in b}) == 1 for b in buckets)
