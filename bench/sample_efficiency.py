@@ -1,7 +1,8 @@
 """PRIME vs outcome-only RLOO on the demo task: held-out accuracy against completions sampled.
 
 Same SFT start (a `prime-trl demo` output directory), same number of sampled completions, several seeds.
-"Outcome-only RLOO" is the same trainer with `process_reward_coef=0` (the paper's "RLOO w/ OV only").
+"PRIME" uses the demo's `process_reward_coef`; "outcome-only RLOO" is the same trainer with
+`process_reward_coef=0` (the paper's "RLOO w/ OV only").
 Prints accuracy against samples for both, and the ratio of samples each needs to reach the other's final
 accuracy; writes `sample_efficiency.png` and `sample_efficiency.json`. A benchmark, not a test.
 
@@ -19,7 +20,8 @@ import time
 
 import torch
 
-METHODS = {"PRIME": 1.0, "RLOO (outcome only)": 0.0}  # name -> process_reward_coef
+# name -> process_reward_coef (None: the demo run's own weight)
+METHODS = {"PRIME": None, "RLOO (outcome only)": 0.0}
 
 
 def samples_to_reach(curve: list[dict], target: float) -> float | None:
@@ -75,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     for seed in args.seeds:
         for name, coef in METHODS.items():  # alternate methods within a seed
+            coef = demo.process_reward_coef if coef is None else coef
             print(f"== seed {seed}: {name}", flush=True)
             _, curve = run_rl(
                 sft_dir, tokenizer, splits["rl"], os.path.join(out_dir, f"run-{seed}-{coef}"), accuracy,
