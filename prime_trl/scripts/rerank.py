@@ -18,15 +18,24 @@ import sys
 from prime_trl.scripts.evaluate import check_model_path
 
 
+def add_prm_arguments(p: argparse.ArgumentParser) -> None:
+    """The options `prm_from_args` reads: --prm, --ref, --beta, --step-separators (rerank and visualize)."""
+    p.add_argument("--prm", required=True,
+                   help="PRM directory: a PRIMETrainer output dir (its prm/ is used), a PRM adapter, or a full PRM")
+    p.add_argument("--ref", default=None, help="reference model of a full PRM (not needed for an adapter)")
+    p.add_argument("--beta", type=float, default=0.05, help="implicit reward scale (PRIME's prm_beta)")
+    p.add_argument("--step-separators", nargs="+", default=None,
+                   help="strings that end (whitespace) or start (markers) a step; default blank lines and the "
+                        "Eurus action markers. Escapes \\n and \\t are read as newline and tab, so '\\n' gives "
+                        "one step per line")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from prime_trl.evaluation import STEP_AGGREGATIONS
 
     p = argparse.ArgumentParser(prog="prime-trl rerank", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--prm", required=True,
-                   help="PRM directory: a PRIMETrainer output dir (its prm/ is used), a PRM adapter, or a full PRM")
-    p.add_argument("--ref", default=None, help="reference model of a full PRM (not needed for an adapter)")
-    p.add_argument("--beta", type=float, default=0.05, help="implicit reward scale (PRIME's prm_beta)")
+    add_prm_arguments(p)
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--samples", help="samples.jsonl written by `prime-trl eval --num-samples N`")
     source.add_argument("--dataset", help="problems to sample candidates for (needs --model); see `prime-trl eval`")
@@ -38,10 +47,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-rows", type=int, default=None)
     p.add_argument("--aggregation", nargs="+", default=list(STEP_AGGREGATIONS), choices=list(STEP_AGGREGATIONS),
                    help="how step rewards become a candidate's score (default: all)")
-    p.add_argument("--step-separators", nargs="+", default=None,
-                   help="strings that end (whitespace) or start (markers) a step; default blank lines and the "
-                        "Eurus action markers. Escapes \\n and \\t are read as newline and tab, so '\\n' gives "
-                        "one step per line")
     p.add_argument("--batch-size", type=int, default=8, help="rows per forward/generate call")
     p.add_argument("--backend", default="auto", choices=["auto", "hf", "vllm"])
     p.add_argument("--no-suffix", action="store_true")

@@ -12,23 +12,19 @@ import json
 import os
 import sys
 
-from prime_trl.scripts.rerank import prm_from_args
+from prime_trl.scripts.rerank import add_prm_arguments, prm_from_args
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="prime-trl visualize", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--prm", required=True,
-                   help="PRM directory: a PRIMETrainer output dir (its prm/ is used), a PRM adapter, or a full PRM")
-    p.add_argument("--ref", default=None, help="reference model of a full PRM (not needed for an adapter)")
-    p.add_argument("--beta", type=float, default=0.05)
+    add_prm_arguments(p)
     p.add_argument("--prompt", help="the question (sent as one user message through the chat template)")
     p.add_argument("--raw-prompt", action="store_true", help="use --prompt as raw text, without the chat template")
     p.add_argument("--response", help="the response to score")
     p.add_argument("--response-file", help="read the response from this file")
     p.add_argument("--samples", help="samples.jsonl from `prime-trl eval` or `prime-trl rerank`")
     p.add_argument("--num-responses", type=int, default=4, help="with --samples: how many completions to show")
-    p.add_argument("--step-separators", nargs="+", default=None, help="see `prime-trl rerank --help`")
     p.add_argument("--no-png", action="store_true")
     p.add_argument("--output-dir", default="visualize-output")
     return p
