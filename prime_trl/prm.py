@@ -12,10 +12,11 @@ Two placements (`PLACEMENTS`):
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from trl.trainer.utils import selective_log_softmax, use_adapter
 
 from prime_trl.core import implicit_process_rewards, prm_ce_loss
@@ -45,6 +46,13 @@ class CompletionBatch:
     def split(self, size: int) -> list[torch.Tensor]:
         """Row-index chunks of at most `size` rows."""
         return list(torch.arange(len(self), device=self.input_ids.device).split(size))
+
+    def filler(self) -> "CompletionBatch":
+        """One all-padding row of this batch's shape. A process with no rows left runs it (zero loss) so that it
+        still joins the gradient all-reduce of processes that have rows."""
+        input_ids = self.input_ids.new_zeros((1, self.input_ids.size(1)))
+        completion_mask = self.completion_mask.new_zeros((1, self.completion_mask.size(1)))
+        return CompletionBatch(input_ids, torch.ones_like(input_ids), completion_mask)
 
 
 def completion_logps(model: torch.nn.Module, batch: CompletionBatch) -> torch.Tensor:
@@ -120,9 +128,11 @@ PLACEMENTS = {"separate": SeparatePRM, "adapter": AdapterPRM}
 class OnlinePRM:
     """Scores completions with implicit process rewards and learns from outcome labels.
 
-    `accelerator` supplies the device, autocast and the cross-process gradient sum. The PRM's optimizer is a
-    plain AdamW on purpose: an accelerate-wrapped optimizer skips `step()` on the non-sync micro-steps where
-    TRL generates (TRL_NOTES §4.2).
+    `accelerator` supplies the device, autocast and the cross-process gradient sum. A separate PRM comes here
+    prepared by the accelerator (DDP under `accelerate launch`), which all-reduces its gradients; an adapter PRM
+    sits inside the policy, which the accelerator wrapped while the PRM adapter was frozen, so its gradients are
+    summed here. The optimizer is a plain AdamW on purpose: an accelerate-wrapped optimizer skips `step()` on the
+    non-sync micro-steps where TRL generates (TRL_NOTES §4.2).
     """
 
     def __init__(
@@ -142,6 +152,7 @@ class OnlinePRM:
         self.max_grad_norm = max_grad_norm
         self.micro_batch_size = micro_batch_size
         self.num_mini_batches = num_mini_batches
+        self.ddp = isinstance(placement.model, DistributedDataParallel)
         self.parameters = placement.trainable_parameters()
         if not self.parameters:
             raise ValueError("The PRM has no trainable parameters: nothing for PRIME's online update to learn.")
@@ -161,6 +172,8 @@ class OnlinePRM:
         if len(batch) == 0:  # every group of this process was filtered out
             return batch.completion_mask.new_zeros(batch.completion_mask.shape, dtype=torch.float32)
         with scope() as module, self.accelerator.autocast():
+            # DDP's forward may broadcast buffers (a collective); a pass with no backward needs none of it
+            module = module.module if isinstance(module, DistributedDataParallel) else module
             return torch.cat([completion_logps(module, batch.rows(i)) for i in batch.split(self.micro_batch_size)])
 
     def ref_logps(self, batch: CompletionBatch) -> torch.Tensor:
@@ -191,41 +204,59 @@ class OnlinePRM:
         The rows are split into `num_mini_batches` chunks per process, one optimizer step each. Every process
         takes the same number of steps, so their gradients can be summed across processes; each row's loss is
         divided by the global row count of its mini-batch, which makes the summed gradient that of the global
-        mean loss.
+        mean loss. Under DDP every process also runs the same number of micro-batches (padding with zero-loss
+        filler rows), because a backward through DDP is a collective.
         """
         rewards = torch.zeros_like(ref_logps)
         loss_sum = torch.zeros((), device=ref_logps.device)
         grad_norm = torch.zeros((), device=ref_logps.device)
-        all_rows = torch.arange(len(batch), device=ref_logps.device)
+        mini_batches = torch.arange(len(batch), device=ref_logps.device).tensor_split(self.num_mini_batches)
+        global_rows, global_micro = self._global_counts(mini_batches)
+        loss_scale = self.accelerator.num_processes if self.ddp else 1  # DDP averages gradients; we want the sum
         with self.placement.prm_scope() as module:
-            for mini_rows in all_rows.tensor_split(self.num_mini_batches):
-                num_global = self.accelerator.reduce(torch.tensor(len(mini_rows), device=all_rows.device), "sum")
-                if num_global.item() == 0:
+            for mini_rows, num_global, num_micro in zip(mini_batches, global_rows, global_micro):
+                if num_global == 0:
                     continue
-                for rows in mini_rows.split(self.micro_batch_size):
-                    micro = batch.rows(rows)
-                    with self.accelerator.autocast():
+                micro_rows = list(mini_rows.split(self.micro_batch_size)) if len(mini_rows) else []
+                if self.ddp:
+                    micro_rows += [None] * (num_micro - len(micro_rows))
+                for i, rows in enumerate(micro_rows):
+                    micro = batch.filler() if rows is None else batch.rows(rows)
+                    # DDP decides at the forward whether the backward all-reduces: only at the mini-batch's last
+                    syncs = not self.ddp or i == len(micro_rows) - 1
+                    with nullcontext() if syncs else module.no_sync(), self.accelerator.autocast():
                         prm_logps = completion_logps(module, micro).float()
+                    if rows is None:
+                        (prm_logps.sum() * 0.0).backward()  # joins DDP's all-reduce with a zero gradient
+                        continue
                     # L_CE = -[r_o log sigma(r_phi(y)) + (1 - r_o) log(1 - sigma(r_phi(y)))]   (Alg. 1 line 8)
                     row_losses = prm_ce_loss(
                         prm_logps, ref_logps[rows], micro.completion_mask, labels[rows], self.beta, reduction="none"
                     )
-                    (row_losses.sum() / num_global).backward()
+                    (row_losses.sum() * (loss_scale / num_global)).backward()
                     loss_sum += row_losses.detach().sum()
                     rewards[rows] = implicit_process_rewards(
                         prm_logps.detach(), ref_logps[rows], micro.completion_mask, self.beta
                     )
                 grad_norm = self._step()
-        num_rows = self.accelerator.reduce(torch.tensor(len(batch), device=all_rows.device), "sum").clamp(min=1)
-        loss = self.accelerator.reduce(loss_sum, "sum") / num_rows
+        loss = self.accelerator.reduce(loss_sum, "sum") / max(sum(global_rows), 1)
         return rewards, {"loss": loss.item(), "grad_norm": float(grad_norm)}
 
+    def _global_counts(self, mini_batches: list[torch.Tensor]) -> tuple[list[int], list[int]]:
+        """Per mini-batch: rows summed over processes, and the most micro-batches any process has (one gather)."""
+        local = torch.tensor(
+            [[len(rows), -(-len(rows) // self.micro_batch_size)] for rows in mini_batches],
+            device=self.accelerator.device,
+        )  # (num_mini_batches, 2)
+        counts = self.accelerator.gather(local.unsqueeze(0)) if self.accelerator.num_processes > 1 else local[None]
+        return counts[..., 0].sum(0).tolist(), counts[..., 1].max(0).values.tolist()
+
     def _step(self) -> torch.Tensor:
-        """Sum gradients over processes, clip, take one AdamW step."""
+        """Sum gradients over processes (unless DDP did), clip, take one AdamW step."""
         for p in self.parameters:
             if p.grad is None:  # a process with no rows this mini-batch still joins the all-reduce
                 p.grad = torch.zeros_like(p)
-        if self.accelerator.num_processes > 1:
+        if self.accelerator.num_processes > 1 and not self.ddp:
             for bucket in _gradient_buckets(self.parameters):
                 # one collective per bucket, not per parameter: what DDP's bucketing does for the policy
                 summed = self.accelerator.reduce(torch.cat([p.grad.flatten() for p in bucket]), "sum")

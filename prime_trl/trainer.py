@@ -139,7 +139,12 @@ class PRIMETrainer(GRPOTrainer):
             prm_model.gradient_checkpointing_enable(
                 gradient_checkpointing_kwargs=self.args.gradient_checkpointing_kwargs or {"use_reentrant": False}
             )
-        return PLACEMENTS["separate"](prm_model.to(device).train(), prm_ref_model.to(device))
+        prm_model, prm_ref_model = prm_model.to(device).train(), prm_ref_model.to(device)
+        if _is_data_parallel(self.accelerator):
+            # DDP, like the policy: gradients all-reduced in buckets overlapping the backward. Under DeepSpeed or
+            # FSDP the accelerator's single engine belongs to the policy (TRL_NOTES §4.3); the PRM stays replicated.
+            prm_model = self.accelerator.prepare_model(prm_model)
+        return PLACEMENTS["separate"](prm_model, prm_ref_model)
 
     # -- PRIME: rewards -------------------------------------------------------------------------------------
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
@@ -322,6 +327,11 @@ def _resolve_placement(requested: str | None, model, peft_config) -> str:
     if placement == "adapter" and not is_peft:
         raise ValueError("prm_placement='adapter' needs a PEFT policy: pass peft_config (or a PeftModel).")
     return placement
+
+
+def _is_data_parallel(accelerator) -> bool:
+    """Plain multi-process data parallelism (DDP on CPUs, GPUs or other devices), not DeepSpeed or FSDP."""
+    return accelerator.num_processes > 1 and accelerator.distributed_type.name.startswith("MULTI_")
 
 
 def _check_quantization_runs_here(quantization_config, model) -> None:

@@ -3,6 +3,8 @@
 `fixed`: every process takes its slice of one fixed global batch (completions trimmed to the slice's own
 length, as generation would leave them) and runs PRIME's step on it; rank 0 writes the gathered per-token
 advantages, the PRM loss and a checksum of the updated PRM.
+`fixed_one_rank_empty`: the same with a band that keeps one group of rank 0 only, so rank 1 has no row to
+learn from and must still join every gradient all-reduce.
 `train`: two real training steps; every rank writes checksums of its policy and PRM weights.
 """
 
@@ -60,11 +62,14 @@ def run_train(trainer):
 def main(mode, out_path, model_dir, tmp_dir):
     import pathlib
 
-    # the band [0.25, 0.75] keeps groups 0, 1, 3 (mean outcomes 0.5, 0.75, 0.625) and drops group 2 (0.0)
+    # group mean outcomes are 0.5, 0.75, 0.0, 0.625: [0.25, 0.75] keeps groups 0, 1, 3 (rank 0 holds groups 0-1,
+    # rank 1 groups 2-3); [0.7, 0.8] keeps group 1 alone
+    low, high = (0.7, 0.8) if mode == "fixed_one_rank_empty" else (0.25, 0.75)
     args = cpu_config(pathlib.Path(tmp_dir), per_device_train_batch_size=8, max_steps=2,
-                      accuracy_lower_bound=0.25, accuracy_upper_bound=0.75, prm_micro_batch_size=3)
+                      accuracy_lower_bound=low, accuracy_upper_bound=high, prm_micro_batch_size=3)
     trainer = PRIMETrainer(model=model_dir, reward_funcs=parity_reward, args=args, train_dataset=toy_dataset())
-    result = {"fixed": run_fixed, "train": run_train}[mode](trainer)
+    result = {"fixed": run_fixed, "fixed_one_rank_empty": run_fixed, "train": run_train}[mode](trainer)
+    result["prm_wrapper"] = type(trainer.prm_model).__name__
     rank = trainer.accelerator.process_index
     with open(f"{out_path}.rank{rank}.json", "w") as f:
         json.dump(result, f)

@@ -40,9 +40,11 @@ def _run(num_processes, mode, out, model_dir, tmp_path):
     return [json.load(open(f"{out}.rank{r}.json")) for r in range(num_processes)]
 
 
-def test_two_processes_give_the_same_advantages_as_one(tiny_model_dir, tmp_path):
-    (one,) = _run(1, "fixed", tmp_path / "one", tiny_model_dir, tmp_path)
-    two, _ = _run(2, "fixed", tmp_path / "two", tiny_model_dir, tmp_path)
+@pytest.mark.parametrize("mode", ["fixed", "fixed_one_rank_empty"])
+def test_two_processes_give_the_same_advantages_as_one(tiny_model_dir, tmp_path, mode):
+    (one,) = _run(1, mode, tmp_path / "one", tiny_model_dir, tmp_path)
+    two, _ = _run(2, mode, tmp_path / "two", tiny_model_dir, tmp_path)
+    assert two["prm_wrapper"] == "DistributedDataParallel" and one["prm_wrapper"] != two["prm_wrapper"]
     a1, a2 = torch.tensor(one["advantages"]), torch.tensor(two["advantages"])
     assert a1.shape == a2.shape == (16, 9)
     assert (a1[:, 1:] - a1[:, :-1]).abs().max() > 1e-3  # process rewards are in play, not only outcomes
@@ -50,9 +52,13 @@ def test_two_processes_give_the_same_advantages_as_one(tiny_model_dir, tmp_path)
     assert two["prm_checksum"] == pytest.approx(one["prm_checksum"], rel=1e-6)
     for key in ("filter/kept_fraction", "prm/loss", "prm/accuracy", "prm/process_reward_mean"):
         assert two["metrics"][key] == pytest.approx(one["metrics"][key], rel=1e-4, abs=1e-7), key
+    if mode == "fixed_one_rank_empty":
+        assert one["metrics"]["filter/kept_fraction"] == 0.25
+        assert (a1[8:] == 0).all()  # rank 1's rows were filtered out: no advantage, no loss
 
 
 def test_two_process_training_keeps_ranks_identical(tiny_model_dir, tmp_path):
     rank0, rank1 = _run(2, "train", tmp_path / "train", tiny_model_dir, tmp_path)
     assert rank0["policy_checksum"] == rank1["policy_checksum"]
     assert rank0["prm_checksum"] == rank1["prm_checksum"]
+    assert rank0["prm_wrapper"] == "DistributedDataParallel"
