@@ -2,7 +2,7 @@
 
 Same SFT start (a `prime-trl demo` output directory), same number of sampled completions, several seeds.
 "PRIME" uses the demo's `process_reward_coef`; "outcome-only RLOO" is the same trainer with
-`process_reward_coef=0` (the paper's "RLOO w/ OV only").
+`process_reward_coef=0` and a frozen PRM (the paper's "RLOO w/ OV only"; the PRM then runs no pass at all).
 Prints accuracy against samples for both, and the ratio of samples each needs to reach the other's final
 accuracy; writes `sample_efficiency.png` and `sample_efficiency.json`. A benchmark, not a test.
 
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
                 prompts_per_step=demo.rl_prompts_per_step, num_generations=demo.num_generations,
                 learning_rate=demo.rl_learning_rate, prm_learning_rate=demo.prm_learning_rate, prm_beta=demo.prm_beta,
                 max_completion_length=demo.max_completion_length, eval_every=args.eval_every or demo.rl_eval_every,
-                seed=seed, process_reward_norm=demo.process_reward_norm,
+                seed=seed, process_reward_norm=demo.process_reward_norm, prm_update="after" if coef else "none",
             )  # fmt: skip
             curves[name].append(curve)
 

@@ -118,6 +118,11 @@ class PRIMETrainer(GRPOTrainer):
         )
 
     @property
+    def prm_in_use(self) -> bool:
+        """False for outcome-only RLOO with a frozen PRM (process_reward_coef=0, prm_update='none'): no PRM pass."""
+        return self.args.process_reward_coef != 0 or self.args.prm_update != "none"
+
+    @property
     def prm_model(self) -> torch.nn.Module:
         """The PRM's module: the separate model, or the policy's PEFT model carrying the "prm" adapter."""
         return self.prm.model
@@ -184,12 +189,15 @@ class PRIMETrainer(GRPOTrainer):
             torch.cat([output["prompt_mask"], completion_mask], dim=1),
             completion_mask,
         )
-        kept_local = keep_rows[local].nonzero().squeeze(1)
-        kept_batch = batch.rows(kept_local)
-        ref_logps = self.prm.ref_logps(kept_batch)
-        kept_rewards, prm_metrics = self.prm.step(self.args.prm_update, kept_batch, ref_logps, labels[local][kept_local])
         process_rewards = torch.zeros_like(completion_mask, dtype=torch.float32)  # (B_local, T)
-        process_rewards[kept_local] = kept_rewards
+        prm_metrics = {}
+        if self.prm_in_use:
+            kept_local = keep_rows[local].nonzero().squeeze(1)
+            kept_batch = batch.rows(kept_local)
+            ref_logps = self.prm.ref_logps(kept_batch)
+            process_rewards[kept_local], prm_metrics = self.prm.step(
+                self.args.prm_update, kept_batch, ref_logps, labels[local][kept_local]
+            )
 
         # 4. Advantages over the global batch, so they do not depend on how rows are split across processes.
         loss_mask = loss_mask * keep_rows[local].unsqueeze(1)  # masked, never dropped: the buffer splits equal chunks
@@ -238,7 +246,7 @@ class PRIMETrainer(GRPOTrainer):
             metrics[f"prm/{name}"].append(value)
         if self.args.prm_update != "none":
             metrics["prm/learning_rate"].append(self.prm.scheduler.get_last_lr()[0])
-        if keep_rows.any():
+        if keep_rows.any() and self.prm_in_use:
             rows = keep_rows.nonzero().squeeze(1)  # whole groups, still contiguous
             kept_mask = mask[rows]
             metrics["prm/process_reward_mean"].append(

@@ -136,3 +136,22 @@ def test_an_already_quantized_model_without_cuda_fails_clearly():
     with pytest.raises(ValueError, match="needs bitsandbytes on a CUDA GPU"):
         _check_quantization_runs_here(None, types.SimpleNamespace(is_loaded_in_4bit=True))
     _check_quantization_runs_here(None, "a/model/path")  # nothing quantized: no error
+
+
+def test_outcome_only_rloo_with_a_frozen_prm_runs_no_prm_pass(tiny_model_dir, tmp_path):
+    args = cpu_config(tmp_path, process_reward_coef=0.0, prm_update="none", max_steps=1,
+                      accuracy_lower_bound=0.0, accuracy_upper_bound=1.0)
+    trainer = PRIMETrainer(model=tiny_model_dir, reward_funcs=parity_reward, args=args, train_dataset=toy_dataset())
+
+    def must_not_run(*_args, **_kwargs):
+        raise AssertionError("the PRM ran although nothing uses its rewards")
+
+    trainer.prm.ref_logps = trainer.prm.step = must_not_run
+    policy0 = _snapshot(trainer.model)
+    trainer.train()
+    assert _changed(policy0, trainer.model) > 0  # the outcome-only RLOO advantages still train the policy
+    logs = {k for entry in trainer.state.log_history for k in entry}
+    assert "prm/accuracy" not in logs and "prm/loss" not in logs
+    learning_prm = cpu_config(tmp_path, process_reward_coef=0.0)  # prm_update="after": the PRM still learns
+    assert PRIMETrainer(model=tiny_model_dir, reward_funcs=parity_reward, args=learning_prm,
+                        train_dataset=toy_dataset()).prm_in_use
