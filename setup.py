@@ -16,7 +16,8 @@ install_requires = [
 ]
 
 extras = {
-    "dev": ["pytest>=8", "pytest-timeout", "nbformat", "nbclient", "ipykernel", "evaluate>=0.4"],
+    # deepspeed: the tests run ZeRO-2/3 on CPU processes (gloo)
+    "dev": ["pytest>=8", "pytest-timeout", "nbformat", "nbclient", "ipykernel", "evaluate>=0.4", "deepspeed>=0.17"],
     "quant": ["bitsandbytes>=0.46.1"],  # the floor transformers 5.23 enforces
     "notebooks": ["jupyter", "ipykernel", "ipywidgets"],
     "vllm": ["vllm"],

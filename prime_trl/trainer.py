@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import os
+from contextlib import contextmanager
 
 import torch
 from transformers.trainer import PREFIX_CHECKPOINT_DIR
@@ -131,6 +132,7 @@ class PRIMETrainer(GRPOTrainer):
         if placement == "adapter":
             if not hasattr(self.model, "peft_config"):
                 raise ValueError("prm_placement='adapter' needs a PEFT policy: pass peft_config (or a PeftModel).")
+            _check_adapter_prm_unsharded(self.accelerator)
             # Added after the parent's __init__, frozen and inactive: the policy optimizer and DDP never see it.
             prm_lora = copy.deepcopy(self.model.peft_config[self.model.active_adapter])
             prm_lora.inference_mode = False
@@ -342,6 +344,21 @@ def _is_data_parallel(accelerator) -> bool:
     return accelerator.num_processes > 1 and accelerator.distributed_type.name.startswith("MULTI_")
 
 
+def _check_adapter_prm_unsharded(accelerator) -> None:
+    """ZeRO-3 and FSDP shard every parameter of the policy's model, the PRM adapter's included, for the policy's
+    engine to gather; the PRM's own optimizer cannot step such shards (a ZeRO-3 run of it hangs)."""
+    plugin = accelerator.state.deepspeed_plugin
+    sharded = {"FSDP": "FSDP"}.get(accelerator.distributed_type.name)
+    if accelerator.distributed_type.name == "DEEPSPEED" and plugin is not None and plugin.zero_stage == 3:
+        sharded = "DeepSpeed ZeRO-3"
+    if sharded:
+        raise ValueError(
+            f"prm_placement='adapter' does not work under {sharded}, which shards the PRM adapter with the policy's "
+            "base model. Use prm_placement='separate' (a replicated full PRM), or DDP / DeepSpeed ZeRO-2 for the "
+            "adapter placement."
+        )
+
+
 def _check_quantization_runs_here(quantization_config, model) -> None:
     """bitsandbytes' 4/8-bit layers need CUDA (on CPU they run only partly and break after an eval pass)."""
     if getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False):
@@ -378,9 +395,16 @@ def _separate_prm_models(model, args: PRIMEConfig, prm_model, prm_ref_model, qua
 
     def load(source):
         if isinstance(source, str):
-            return create_model_from_path(source, **init_kwargs)
+            with _whole_weights():
+                return create_model_from_path(source, **init_kwargs)
         if hasattr(source, "peft_config"):
             raise ValueError("For a PeftModel policy use prm_placement='adapter', or pass prm_model explicitly.")
+        if any(hasattr(p, "ds_id") for p in source.parameters()):
+            raise ValueError(
+                "The model instance was built partitioned by DeepSpeed ZeRO-3 (zero.Init), so a full-weight PRM "
+                "cannot be copied from it. Pass the policy as a path or hub id (the PRM is then loaded whole), "
+                "or pass prm_model and prm_ref_model loaded outside ZeRO-3."
+            )
         return copy.deepcopy(source)
 
     if prm_model is None:
@@ -389,6 +413,27 @@ def _separate_prm_models(model, args: PRIMEConfig, prm_model, prm_ref_model, qua
         source = args.prm_ref_model_name_or_path
         prm_ref_model = load(source) if source else copy.deepcopy(prm_model)
     return prm_model, prm_ref_model
+
+
+@contextmanager
+def _whole_weights():
+    """Load whole weights under ZeRO-3 and FSDP too. transformers would build the model partitioned (ZeRO-3's
+    zero.Init) or, with FSDP's cpu_ram_efficient_loading, on the meta device outside local rank 0, for an engine
+    to gather or broadcast; the separate PRM and its reference have no engine and stay replicated."""
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    saved_config = hf_deepspeed._hf_deepspeed_config_weak_ref  # what is_deepspeed_zero3_enabled() reads
+    saved_env = os.environ.get("FSDP_CPU_RAM_EFFICIENT_LOADING")  # what transformers' is_fsdp_enabled() reads
+    hf_deepspeed.unset_hf_deepspeed_config()
+    os.environ["FSDP_CPU_RAM_EFFICIENT_LOADING"] = "false"
+    try:
+        yield
+    finally:
+        hf_deepspeed._hf_deepspeed_config_weak_ref = saved_config
+        if saved_env is None:
+            del os.environ["FSDP_CPU_RAM_EFFICIENT_LOADING"]
+        else:
+            os.environ["FSDP_CPU_RAM_EFFICIENT_LOADING"] = saved_env
 
 
 def _outcome_scores(rewards_per_func: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

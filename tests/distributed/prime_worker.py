@@ -6,12 +6,19 @@ advantages, the PRM loss and a checksum of the updated PRM.
 `fixed_one_rank_empty`: the same with a band that keeps one group of rank 0 only, so rank 1 has no row to
 learn from and must still join every gradient all-reduce.
 `train`: two real training steps; every rank writes checksums of its policy and PRM weights.
+`train_adapter`: the same with policy and PRM as LoRA adapters on one base model.
 """
 
 import json
+import os
 import sys
 
 import torch
+
+if os.environ.get("PRIME_TEST_CPU_DEEPSPEED") == "1":
+    from tests.distributed import cpu_deepspeed
+
+    cpu_deepspeed.apply()
 
 from prime_trl import PRIMETrainer
 from tests.trainer.helpers import cpu_config, parity_reward, toy_dataset
@@ -29,8 +36,19 @@ def fixed_global_batch():
     return prompt_ids, completion_ids, completion_mask, outcome
 
 
-def checksum(module):
-    return float(sum(p.detach().double().sum() for p in module.parameters()))
+def checksum(params):
+    params = list(params)
+    if any(hasattr(p, "ds_id") for p in params):  # partitioned by ZeRO-3: gather the full weights first
+        import deepspeed
+
+        with deepspeed.zero.GatheredParameters(params):
+            return float(sum(p.detach().double().sum() for p in params))
+    return float(sum(p.detach().double().sum() for p in params))
+
+
+def policy_checksum(trainer):
+    prm = {id(p) for p in trainer.prm.parameters}  # an adapter PRM lives in the policy's model: leave it out
+    return checksum(p for p in trainer.model.parameters() if id(p) not in prm)
 
 
 def run_fixed(trainer):
@@ -51,12 +69,12 @@ def run_fixed(trainer):
     output = trainer._apply_prime(dict(output))  # step 2: non-zero process rewards from the updated PRM
     advantages = trainer._gather_padded(output["advantages"])
     metrics = {k: v[-1] for k, v in trainer._metrics["train"].items()}
-    return {"advantages": advantages.tolist(), "prm_checksum": checksum(trainer.prm_model), "metrics": metrics}
+    return {"advantages": advantages.tolist(), "prm_checksum": checksum(trainer.prm.parameters), "metrics": metrics}
 
 
 def run_train(trainer):
     trainer.train()
-    return {"policy_checksum": checksum(trainer.model), "prm_checksum": checksum(trainer.prm_model)}
+    return {"policy_checksum": policy_checksum(trainer), "prm_checksum": checksum(trainer.prm.parameters)}
 
 
 def main(mode, out_path, model_dir, tmp_dir):
@@ -65,11 +83,23 @@ def main(mode, out_path, model_dir, tmp_dir):
     # group mean outcomes are 0.5, 0.75, 0.0, 0.625: [0.25, 0.75] keeps groups 0, 1, 3 (rank 0 holds groups 0-1,
     # rank 1 groups 2-3); [0.7, 0.8] keeps group 1 alone
     low, high = (0.7, 0.8) if mode == "fixed_one_rank_empty" else (0.25, 0.75)
-    args = cpu_config(pathlib.Path(tmp_dir), per_device_train_batch_size=8, max_steps=2,
+    # use_cpu would make accelerate drop DeepSpeed; without a GPU the device is the CPU anyway
+    args = cpu_config(pathlib.Path(tmp_dir), use_cpu=os.environ.get("ACCELERATE_USE_DEEPSPEED") != "true",
+                      per_device_train_batch_size=8, max_steps=2,
                       accuracy_lower_bound=low, accuracy_upper_bound=high, prm_micro_batch_size=3)
-    trainer = PRIMETrainer(model=model_dir, reward_funcs=parity_reward, args=args, train_dataset=toy_dataset())
-    result = {"fixed": run_fixed, "fixed_one_rank_empty": run_fixed, "train": run_train}[mode](trainer)
-    result["prm_wrapper"] = type(trainer.prm_model).__name__
+    peft_config = None
+    if mode == "train_adapter":  # policy and PRM as two LoRA adapters on one shared base
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj"],
+                                 task_type="CAUSAL_LM")
+    trainer = PRIMETrainer(model=model_dir, reward_funcs=parity_reward, args=args, train_dataset=toy_dataset(),
+                           peft_config=peft_config)
+    run = {"fixed": run_fixed, "fixed_one_rank_empty": run_fixed, "train": run_train, "train_adapter": run_train}
+    result = run[mode](trainer)
+    acc = trainer.accelerator
+    result.update(prm_wrapper=type(trainer.prm_model).__name__, policy_wrapper=type(trainer.model_wrapped).__name__,
+                  distributed_type=acc.distributed_type.name, num_processes=acc.num_processes)
     rank = trainer.accelerator.process_index
     with open(f"{out_path}.rank{rank}.json", "w") as f:
         json.dump(result, f)

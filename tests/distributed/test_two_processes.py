@@ -27,23 +27,36 @@ def _errors(stderr: str) -> str:
     return "\n".join(keep[-60:])
 
 
-def _run(num_processes, mode, out, model_dir, tmp_path):
-    env = {**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"}
+MULTI_PROCESS = ("--multi_gpu",)  # DDP; on a machine without GPUs accelerate runs it on CPUs with gloo
+
+
+def _deepspeed(stage):
+    """The shipped accelerate config; its process count and bf16 are overridden on the command line."""
+    return ("--config_file", os.path.join(ROOT, "configs", "accelerate", f"deepspeed_zero{stage}.yaml"))
+
+
+def _launch(num_processes, mode, out, model_dir, run_dir, launcher=MULTI_PROCESS, env=None):
+    env = {**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1", **(env or {})}
     if num_processes == 1:
         cmd = [sys.executable, WORKER]
     else:
-        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(num_processes),
-               "--num_machines", "1", "--main_process_port", str(_free_port()), "--mixed_precision", "no", "--dynamo_backend", "no", WORKER]
-    proc = subprocess.run(cmd + [mode, str(out), model_dir, str(tmp_path / f"run{num_processes}")],
-                          env=env, capture_output=True, text=True, timeout=300)
+        cmd = [sys.executable, "-m", "accelerate.commands.launch", *launcher, "--num_processes", str(num_processes),
+               "--num_machines", "1", "--main_process_port", str(_free_port()), "--mixed_precision", "no",
+               "--dynamo_backend", "no", WORKER]
+    return subprocess.run(cmd + [mode, str(out), model_dir, str(run_dir)], env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+def _run(num_processes, mode, out, model_dir, run_dir, **launch):
+    proc = _launch(num_processes, mode, out, model_dir, run_dir, **launch)
     assert proc.returncode == 0, _errors(proc.stderr)
     return [json.load(open(f"{out}.rank{r}.json")) for r in range(num_processes)]
 
 
 @pytest.mark.parametrize("mode", ["fixed", "fixed_one_rank_empty"])
 def test_two_processes_give_the_same_advantages_as_one(tiny_model_dir, tmp_path, mode):
-    (one,) = _run(1, mode, tmp_path / "one", tiny_model_dir, tmp_path)
-    two, _ = _run(2, mode, tmp_path / "two", tiny_model_dir, tmp_path)
+    (one,) = _run(1, mode, tmp_path / "one", tiny_model_dir, tmp_path / "run1")
+    two, _ = _run(2, mode, tmp_path / "two", tiny_model_dir, tmp_path / "run2")
     assert two["prm_wrapper"] == "DistributedDataParallel" and one["prm_wrapper"] != two["prm_wrapper"]
     a1, a2 = torch.tensor(one["advantages"]), torch.tensor(two["advantages"])
     assert a1.shape == a2.shape == (16, 9)
@@ -57,8 +70,43 @@ def test_two_processes_give_the_same_advantages_as_one(tiny_model_dir, tmp_path,
         assert (a1[8:] == 0).all()  # rank 1's rows were filtered out: no advantage, no loss
 
 
-def test_two_process_training_keeps_ranks_identical(tiny_model_dir, tmp_path):
-    rank0, rank1 = _run(2, "train", tmp_path / "train", tiny_model_dir, tmp_path)
+@pytest.fixture(scope="module")
+def ddp_training(tiny_model_dir, tmp_path_factory):
+    """Two real training steps under DDP, separate and adapter PRM: {mode: [rank0, rank1]}."""
+    tmp = tmp_path_factory.mktemp("ddp")
+    return {mode: _run(2, mode, tmp / mode, tiny_model_dir, tmp / f"run-{mode}") for mode in ("train", "train_adapter")}
+
+
+@pytest.mark.parametrize("mode", ["train", "train_adapter"])
+def test_two_process_training_keeps_ranks_identical(ddp_training, mode):
+    rank0, rank1 = ddp_training[mode]
     assert rank0["policy_checksum"] == rank1["policy_checksum"]
     assert rank0["prm_checksum"] == rank1["prm_checksum"]
-    assert rank0["prm_wrapper"] == "DistributedDataParallel"
+    assert rank0["distributed_type"] == "MULTI_CPU" and rank0["num_processes"] == 2
+    assert rank0["prm_wrapper"] == ("DistributedDataParallel" if mode == "train" else "PeftModelForCausalLM")
+
+
+DEEPSPEED_CASES = [(2, "train"), (2, "train_adapter"), (3, "train")]
+
+
+@pytest.mark.parametrize("stage, mode", DEEPSPEED_CASES)
+def test_deepspeed_zero_trains_like_ddp(ddp_training, tiny_model_dir, tmp_path, stage, mode):
+    """The policy is a DeepSpeed engine, the PRM replicated beside it: the same weights as under DDP."""
+    pytest.importorskip("deepspeed")
+    rank0, rank1 = _run(2, mode, tmp_path / "ds", tiny_model_dir, tmp_path / "run", launcher=_deepspeed(stage),
+                        env={"PRIME_TEST_CPU_DEEPSPEED": "1"})
+    assert rank0["distributed_type"] == "DEEPSPEED" and rank0["num_processes"] == 2
+    assert rank0["policy_wrapper"] == "DeepSpeedEngine"
+    assert rank0["policy_checksum"] == rank1["policy_checksum"] and rank0["prm_checksum"] == rank1["prm_checksum"]
+    ddp = ddp_training[mode][0]
+    assert rank0["prm_checksum"] == pytest.approx(ddp["prm_checksum"], rel=1e-9)  # the PRM's math is untouched
+    # the policy goes through DeepSpeed's optimizer instead of DDP + torch AdamW: equal up to rounding
+    assert rank0["policy_checksum"] == pytest.approx(ddp["policy_checksum"], rel=1e-6)
+
+
+def test_adapter_prm_under_zero3_fails_clearly(tiny_model_dir, tmp_path):
+    pytest.importorskip("deepspeed")
+    proc = _launch(2, "train_adapter", tmp_path / "ds", tiny_model_dir, tmp_path / "run", launcher=_deepspeed(3),
+                   env={"PRIME_TEST_CPU_DEEPSPEED": "1"})
+    assert proc.returncode != 0
+    assert "prm_placement='adapter' does not work under DeepSpeed ZeRO-3" in proc.stderr
