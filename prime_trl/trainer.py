@@ -347,15 +347,13 @@ def _is_data_parallel(accelerator) -> bool:
 def _check_adapter_prm_unsharded(accelerator) -> None:
     """ZeRO-3 and FSDP shard every parameter of the policy's model, the PRM adapter's included, for the policy's
     engine to gather; the PRM's own optimizer cannot step such shards (a ZeRO-3 run of it hangs)."""
-    plugin = accelerator.state.deepspeed_plugin
-    sharded = {"FSDP": "FSDP"}.get(accelerator.distributed_type.name)
-    if accelerator.distributed_type.name == "DEEPSPEED" and plugin is not None and plugin.zero_stage == 3:
-        sharded = "DeepSpeed ZeRO-3"
-    if sharded:
+    kind, plugin = accelerator.distributed_type.name, accelerator.state.deepspeed_plugin
+    zero3 = kind == "DEEPSPEED" and plugin is not None and plugin.zero_stage == 3
+    if kind == "FSDP" or zero3:
         raise ValueError(
-            f"prm_placement='adapter' does not work under {sharded}, which shards the PRM adapter with the policy's "
-            "base model. Use prm_placement='separate' (a replicated full PRM), or DDP / DeepSpeed ZeRO-2 for the "
-            "adapter placement."
+            f"prm_placement='adapter' does not work under {'DeepSpeed ZeRO-3' if zero3 else 'FSDP'}, which shards "
+            "the PRM adapter with the policy's base model. Use prm_placement='separate' (a replicated full PRM), "
+            "or DDP / DeepSpeed ZeRO-2 for the adapter placement."
         )
 
 
