@@ -41,6 +41,20 @@ def load_generation_state(checkpoint_dir: str, process_index: int, device) -> tu
     return state["step"], state["buffered_inputs"]
 
 
+def sampling_state_file(process_index: int) -> str:
+    return f"sampling_state_rank{process_index}.pt"
+
+
+def save_sampling_state(checkpoint_dir: str, process_index: int, state: dict) -> None:
+    """Save dynamic sampling's prompt stream (its position in the data order, prompts put back)."""
+    torch.save(state, os.path.join(checkpoint_dir, sampling_state_file(process_index)))
+
+
+def load_sampling_state(checkpoint_dir: str, process_index: int) -> dict | None:
+    path = os.path.join(checkpoint_dir, sampling_state_file(process_index))
+    return torch.load(path, map_location="cpu", weights_only=True) if os.path.exists(path) else None
+
+
 def publish(staged_dir: str, final_dir: str) -> None:
     """Move a fully written checkpoint into place in one rename (replacing an older one of the same step)."""
     if os.path.exists(final_dir):
