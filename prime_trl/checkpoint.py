@@ -4,7 +4,8 @@ GRPO samples one generation batch and spends it over `steps_per_generation * num
 keeping the unspent part in `_buffered_inputs` and its position in `_step`. Neither is saved, so a run
 resumed from a checkpoint taken mid-cycle samples a new batch (and PRIME's PRM learns from it a second
 time) instead of finishing the old one: the resumed run drifts from the uninterrupted one. We save both,
-per process, next to the PRM's optimizer state.
+per process, next to the PRM's optimizer state, and with dynamic sampling the prompt stream's position
+(its extra prompts come from the data order, ahead of the dataloader's).
 
 A checkpoint is written into a hidden staging folder and renamed into place once complete, so a crash
 while saving never leaves a `checkpoint-N` that resumes from partial files (`os.replace` is atomic on one

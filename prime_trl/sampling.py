@@ -100,16 +100,12 @@ def trim_padding(batch: dict[str, torch.Tensor], layouts: dict, multiple: int | 
         LEFT: 0 if empty else rounded(int(batch["prompt_mask"].sum(1).max())),
         RIGHT: 0 if empty else rounded(int((in_completion * positions).max())),  # last completion column, 1-based
     }
-    trimmed = {}
-    for key, tensor in batch.items():
-        side = layouts[key][0]
-        if side == LEFT:
-            trimmed[key] = tensor[:, tensor.size(1) - min(widths[LEFT], tensor.size(1)):]
-        elif side == RIGHT:
-            trimmed[key] = tensor[:, : widths[RIGHT]]
-        else:
-            trimmed[key] = tensor
-    return trimmed
+    crop = {
+        LEFT: lambda t: t[:, t.size(1) - min(widths[LEFT], t.size(1)) :],  # keep the last columns
+        RIGHT: lambda t: t[:, : widths[RIGHT]],
+        ROWS: lambda t: t,
+    }
+    return {key: crop[layouts[key][0]](tensor) for key, tensor in batch.items()}
 
 
 def gather_rows(batch: dict[str, torch.Tensor], layouts: dict, accelerator) -> dict[str, torch.Tensor]:

@@ -286,7 +286,7 @@ class PRIMETrainer(GRPOTrainer):
     # -- dynamic sampling: train only on informative groups (prime_trl.sampling) -------------------------------
     def _build_dynamic_sampler(self) -> DynamicSampler:
         dataset = self.train_dataset
-        if dataset is None or isinstance(dataset, torch.utils.data.IterableDataset):
+        if dataset is None or isinstance(dataset, (torch.utils.data.IterableDataset, datasets.IterableDataset)):
             raise ValueError("dynamic_sampling draws further prompts by index, so it needs a map-style "
                              "train_dataset (not an IterableDataset); set dynamic_sampling=False to stream.")
         if isinstance(dataset, datasets.Dataset):
@@ -317,7 +317,7 @@ class PRIMETrainer(GRPOTrainer):
             self.dynamic_sampler = self._build_dynamic_sampler()
         sampler, acc = self.dynamic_sampler, self.accelerator
         sampled = sampler.sample(self._sample_round)
-        if sampled.exhausted:
+        if sampled.exhausted and acc.is_main_process:
             logger.warning(
                 f"dynamic_sampling: {sampled.num_rounds} rounds (max_sampling_rounds) found {sampled.num_informative} "
                 f"of the {sampled.num_wanted} informative groups a batch needs; training on {sampled.num_trained}."

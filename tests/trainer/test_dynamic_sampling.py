@@ -62,6 +62,14 @@ def _logged(trainer, key):
     return [entry[key] for entry in trainer.state.log_history if key in entry]
 
 
+def test_bad_dynamic_sampling_settings_fail_clearly(tiny_model_dir, tmp_path):
+    with pytest.raises(ValueError, match="max_sampling_rounds must be >= 1"):
+        cpu_config(tmp_path, dynamic_sampling=True, max_sampling_rounds=0)
+    with pytest.raises(ValueError, match="needs a map-style train_dataset"):
+        PRIMETrainer(model=tiny_model_dir, reward_funcs=parity_reward, args=cpu_config(tmp_path, dynamic_sampling=True),
+                     train_dataset=toy_dataset().to_iterable_dataset())
+
+
 BATCHING = {  # per_device_train_batch_size, gradient_accumulation_steps, steps_per_generation, num_iterations
     "ga2": dict(per_device_train_batch_size=4, gradient_accumulation_steps=2, max_steps=3),
     "spg2-iter2": dict(per_device_train_batch_size=4, steps_per_generation=2, num_iterations=2, max_steps=4),
