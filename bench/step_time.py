@@ -150,6 +150,7 @@ class StepTimer(TrainerCallback):
             result = method(*args, **kwargs)
             _sync()
             self.current[part] += time.perf_counter() - start
+            self.current[f"{part} calls"] += 1
             if on_result is not None:
                 on_result(result)
             return result
@@ -215,6 +216,7 @@ def breakdown(step: dict) -> dict:
     parts["optimizer etc."] = step["step"] - step.get("training_step", 0.0)
     parts["step"] = step["step"]
     parts["informative rows"] = step.get("informative rows", 0)
+    parts["generations"] = step.get("generation calls", 0)
     return parts
 
 
@@ -343,10 +345,10 @@ def main():
     print(f"date     {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}")
     print(f"machine  {machine()}")
     print(f"versions torch {torch.__version__}, trl {trl.__version__}, transformers {transformers.__version__}")
-    schedule = "whole runs in turn" if cli.sequential else "two processes taking turns step by step"
+    schedule = "whole runs in turn" if cli.sequential else "one process per variant, taking turns step by step"
     print(f"setup    model {cli.model or 'random Qwen2 hidden 256 x 4 layers'}; {cli.prompts_per_step} prompts x "
           f"{cli.num_generations} samples, {cli.max_completion_length} new tokens (min {cli.min_new_tokens}), "
-          f"{'bf16' if cli.bf16 else 'fp32'}; {cli.steps} steps/run (first dropped) x {cli.repeats} run pairs, "
+          f"{'bf16' if cli.bf16 else 'fp32'}; {cli.steps} steps/run (first dropped) x {cli.repeats} runs each, "
           f"{schedule}")
 
     load_start = _load()
@@ -381,14 +383,15 @@ def report_filter(results, cli):
     rows_per_step = cli.prompts_per_step * cli.num_generations
     print(f"\naccuracy filter {list(BAND)}, {rows_per_step} rows per optimizer step; informative row = a row of a "
           "group whose mean outcome lies in the band")
-    print(f"{'variant':13s} {'median s/step':>13s} {'min':>7s} {'informative rows/step':>22s} "
-          f"{'s/informative row':>18s} {'vs GRPO':>8s}")
+    print(f"{'variant':13s} {'median s/step':>13s} {'min':>7s} {'generations/step':>17s} "
+          f"{'informative rows/step':>22s} {'s/informative row':>18s} {'vs GRPO':>8s}")
     per_row = {}
     for variant, steps in results.items():
         times, rows = [s["step"] for s in steps], [s["informative rows"] for s in steps]
         per_row[variant] = sum(times) / max(sum(rows), 1)
-        print(f"{variant:13s} {statistics.median(times):13.3f} {min(times):7.3f} {statistics.mean(rows):22.1f} "
-              f"{per_row[variant]:18.4f} {per_row[variant] / per_row['GRPO']:8.2f}")
+        generations = statistics.mean(s["generations"] for s in steps)
+        print(f"{variant:13s} {statistics.median(times):13.3f} {min(times):7.3f} {generations:17.2f} "
+              f"{statistics.mean(rows):22.1f} {per_row[variant]:18.4f} {per_row[variant] / per_row['GRPO']:8.2f}")
 
 
 def report(results, tokens, num_params, peak_tflops):

@@ -19,8 +19,8 @@ import datasets
 import torch
 from transformers.trainer import PREFIX_CHECKPOINT_DIR
 from transformers.trainer_utils import rotate_checkpoints
-from trl import GRPOTrainer
 from transformers.utils import logging
+from trl import GRPOTrainer
 from trl.trainer.utils import create_model_from_path
 
 from prime_trl.checkpoint import (
