@@ -31,7 +31,7 @@ def marked_processes() -> list[int]:
 def main() -> None:
     os.environ[SECRET_VAR] = SECRET
     isolation = check_sandbox()
-    reward = make_code_reward(workers=4, **LIMITS)
+    reward = make_code_reward(workers=8, **LIMITS)
     start = time.monotonic()
     with loopback_listener() as port:
         scores = reward([fenced(with_port(src, port)) for _, src, _, _, _ in CASES],
