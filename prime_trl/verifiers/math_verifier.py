@@ -128,7 +128,8 @@ def normalise_answer(answer: str) -> str:
 
 
 def _worker_main() -> None:
-    """Worker loop: one JSON request per line on stdin -> "1", "0" or "e" (parse error) per line.
+    """Worker loop: one JSON request per line on stdin -> "1", "0" or "e" (unparsable, or math-verify
+    raised) per line.
     The first line is "ready", or {"error": ...} if math-verify cannot be loaded."""
     proto = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # library prints must not corrupt the protocol
@@ -137,12 +138,14 @@ def _worker_main() -> None:
 
         config = [LatexExtractionConfig(), ExprExtractionConfig()]
 
-        def equal(answer: str, gold: str, timeout: int) -> bool:
+        def equal(answer: str, gold: str, timeout: int) -> str:
             g = parse(f"${gold}$", config, parsing_timeout=timeout)
             a = parse(f"${answer}$", config, parsing_timeout=timeout)
-            return bool(g) and bool(a) and verify(g, a, timeout_seconds=timeout)
+            if not g or not a:
+                return "e"  # math-verify could not read one of them
+            return "1" if verify(g, a, timeout_seconds=timeout) else "0"
 
-        if not equal("1", "1", 1):  # also warms up sympy's caches before declaring ready
+        if equal("1", "1", 1) != "1":  # also warms up sympy's caches before declaring ready
             raise RuntimeError("math-verify says 1 != 1")
     except Exception as e:  # noqa: BLE001 - tell the caller why, it raises
         proto.write(json.dumps({"error": f"{type(e).__name__}: {e}"}) + "\n")
@@ -153,7 +156,11 @@ def _worker_main() -> None:
     for line in sys.stdin:
         try:
             req = json.loads(line)
-            reply = "1" if equal(req["a"], req["g"], req["t"]) else "0"
+            start = time.monotonic()
+            reply = equal(req["a"], req["g"], req["t"])
+            # math-verify answers False when its own alarm stops it: that is a timeout, not a wrong answer.
+            if reply != "1" and time.monotonic() - start >= req["t"]:
+                reply = "t"
         except Exception:  # noqa: BLE001 - math-verify raised: a parser error scores 0.0
             reply = "e"
         proto.write(reply + "\n")
@@ -209,7 +216,7 @@ class _Worker:
             self._start()
 
     def equal(self, answer: str, gold: str, timeout_s: float) -> str:
-        """'1', '0', 'e' (parse error), 't' (deadline missed) or 'x' (the worker died)."""
+        """'1', '0', 'e' (parse error), 't' (math-verify's alarm or our deadline hit) or 'x' (the worker died)."""
         self.start()
         try:
             self.proc.stdin.write(json.dumps({"a": answer, "g": gold, "t": max(1, int(timeout_s))}) + "\n")
@@ -218,7 +225,7 @@ class _Worker:
             self.close()
             return "x"
         reply = self._read_line(time.monotonic() + timeout_s * 2 + 1.0)  # math-verify parses twice
-        if reply not in ("1", "0", "e"):
+        if reply not in ("1", "0", "e", "t"):
             self.close()  # stalled in C code, or died: kill it, the next item restarts it
             return "t" if reply is None else "x"
         return reply
