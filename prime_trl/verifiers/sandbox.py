@@ -34,9 +34,9 @@ If the sandbox cannot be set up, `run_python` reports `setup_failed` and `check_
 program, so a machine without namespaces stops a run instead of scoring every program 0.0.
 
 Fallback, opt-in only (`isolation="process"`, or "auto": namespaces where available, else the
-fallback, warned once): the launcher is a child subreaper and the harness kills its whole descendant tree after each run, and the verifier
-kills leftovers carrying the run's marker variable; same rlimits except RLIMIT_NPROC, scratch dir
-as cwd/HOME/TMPDIR, scrubbed environment. NOT enforced there: network isolation, a process-count
+fallback, warned once): the launcher is a child subreaper and the harness kills its whole
+descendant tree after each run, and the verifier kills leftovers carrying the run's marker
+variable; same rlimits except RLIMIT_NPROC, scratch dir as cwd/HOME/TMPDIR, scrubbed environment. NOT enforced there: network isolation, a process-count
 bound, a read-only filesystem (the code can write wherever its uid can), and protection of the
 verifier from signals (the code runs under the verifier's uid). Use it only for trusted data.
 """
@@ -120,10 +120,13 @@ def marker_prefix() -> str:
 
 
 def _interpreter() -> tuple[str, str]:
-    """(binary to exec, argv[0]): the resolved binary, and the interpreter's own path with its
-    directory resolved, so a venv's bin/python keeps the venv (Python finds pyvenv.cfg from argv[0])."""
-    argv0 = os.path.join(os.path.realpath(os.path.dirname(sys.executable)), os.path.basename(sys.executable))
-    return os.path.realpath(sys.executable), argv0
+    """(binary to exec, its argv[0]). The binary is resolved: a symlink on the way to it may lie in a
+    directory the sandbox hides. In a venv, argv[0] is the venv's own bin/python (directory resolved):
+    Python finds pyvenv.cfg from argv[0], so the program keeps the venv's packages."""
+    binary = os.path.realpath(sys.executable)
+    if sys.prefix == sys.base_prefix:
+        return binary, binary
+    return binary, os.path.join(os.path.realpath(os.path.dirname(sys.executable)), os.path.basename(sys.executable))
 
 
 def _sandbox_env(marker: str, home: str) -> dict[str, str]:

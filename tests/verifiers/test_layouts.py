@@ -104,19 +104,20 @@ def test_system_python(home):
 
 @pytest.mark.skipif(os.getuid() != 0 or not shutil.which("setpriv") or not os.path.exists(SYSTEM_PYTHON),
                     reason="needs root, setpriv and a system python to run the verifier as another user")
-def test_venv_as_an_unprivileged_user(tmp_folder):
-    """Not root: the sandbox makes its own user namespace, and the code runs as the verifier's uid, so only
-    the read-only bind (not file permissions) keeps it out of the venv."""
+@pytest.mark.parametrize("where", ["under_tmp", "in_its_home"])
+def test_venv_as_an_unprivileged_user(tmp_folder, home, where):
+    """Not root: the sandbox makes its own user namespace and the code runs as the verifier's uid, the
+    owner of the venv, so only the read-only bind (not file permissions) keeps it out of the venv."""
     uid = 65534
-    os.chown(tmp_folder, uid, uid)
-    for sub in ("prime_trl/verifiers", "tests/verifiers"):  # a copy nobody can read the repository from
+    for sub in ("prime_trl/verifiers", "tests/verifiers"):  # a copy the user can read (the checkout may be private)
         shutil.copytree(os.path.join(REPO, sub), os.path.join(tmp_folder, sub),
                         ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(os.path.join(REPO, "prime_trl", "__init__.py"), os.path.join(tmp_folder, "prime_trl"))
-    venv = os.path.join(tmp_folder, "venv")
+    venv = os.path.join({"under_tmp": tmp_folder, "in_its_home": home}[where], "venv")
     python = make_venv(SYSTEM_PYTHON, venv)
-    subprocess.run(["chown", "-R", f"{uid}:{uid}", tmp_folder], check=True)
+    for path in (tmp_folder, home):
+        subprocess.run(["chown", "-R", f"{uid}:{uid}", path], check=True)
     user = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
-    out = run_driver(python, "/nonexistent", pythonpath=tmp_folder, user=user)
+    out = run_driver(python, home, pythonpath=tmp_folder, user=user)
     assert out["uid"] == uid
     assert_scored_like_here(out, venv)
