@@ -12,11 +12,12 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import re
 from dataclasses import dataclass
 
-from .sandbox import RunResult, SandboxLimits, map_bounded, run_python
-from .sandbox_check import check_sandbox
+from .sandbox import ISOLATIONS, RunResult, SandboxLimits, map_bounded, run_python
+from .sandbox_check import ISOLATION_ENV, check_sandbox
 from .text import completion_text
 
 logger = logging.getLogger(__name__)
@@ -171,6 +172,15 @@ def _run_passed(run: RunResult, expected, match) -> bool:
     return run.status == "ok" and match(run.stdout, expected)
 
 
+def resolve_isolation(isolation: str | None) -> str:
+    """The argument, else $PRIME_TRL_SANDBOX_ISOLATION (the opt-in for command-line runs), else "namespaces"."""
+    value = isolation or os.environ.get(ISOLATION_ENV) or "namespaces"
+    if value not in ISOLATIONS:
+        where = "isolation" if isolation else ISOLATION_ENV
+        raise ValueError(f"{where} must be one of {ISOLATIONS}, got {value!r}")
+    return value
+
+
 def _check_tests(tests: dict, row: int) -> dict:
     if not tests["inputs"]:
         raise ValueError(f"row {row}: code ground_truth has no tests, so no completion can pass or fail")
@@ -186,21 +196,20 @@ def make_code_reward(
     output_bytes: int = 1 << 20,
     workers: int | None = None,
     max_tests: int | None = None,
-    isolation: str = "namespaces",
+    isolation: str | None = None,
 ):
     """A TRL reward function scoring code completions; the knobs bound each test and completion.
 
     workers: completions run at once (default: one per CPU core). max_tests: only the first
     `max_tests` tests of each problem (None: all, as the paper's r_o). isolation: see `run_python`;
-    "process" is the opt-in to run code without isolation (trusted data only).
+    None reads $PRIME_TRL_SANDBOX_ISOLATION at each call, default "namespaces". "process" is the
+    opt-in to run code without isolation (trusted data only).
 
     The first call checks that the sandbox works here and raises `SandboxUnavailable` (cause and
     fix) if not. Later, a completion whose sandbox fails scores None (unscorable: PRIMETrainer drops
     its group), is counted and warned about; if every completion of a call fails so, the sandbox
     is checked again and a failed check raises.
     """
-    import os
-
     limits = SandboxLimits(timeout_s=timeout_s, total_timeout_s=total_timeout_s, memory_mb=memory_mb,
                            max_procs=max_procs, file_size_mb=file_size_mb, output_bytes=output_bytes)
     n_workers = workers or os.cpu_count() or 1
@@ -211,14 +220,15 @@ def make_code_reward(
             raise ValueError(f"code_reward: {len(completions)} completions but {len(ground_truth)} ground_truth")
         jobs = [(completion_text(c, row=i), _check_tests(parse_tests(gt, row=i), i)) for i, (c, gt) in
                 enumerate(zip(completions, ground_truth))]
-        check_sandbox(limits, isolation)  # once per process: a broken sandbox stops the run here
+        mode = resolve_isolation(isolation)
+        check_sandbox(limits, mode)  # once per process: a broken sandbox stops the run here
         scores = map_bounded(
-            lambda job: score_program(extract_code(job[0]), job[1], limits, isolation, max_tests), jobs, n_workers
+            lambda job: score_program(extract_code(job[0]), job[1], limits, mode, max_tests), jobs, n_workers
         )
         failed = [s for s in scores if s.outcome == "sandbox_error"]
         if failed:
             if len(failed) == sum(s.outcome != "no_code" for s in scores):
-                check_sandbox(limits, isolation, force=True)  # nothing ran: is the sandbox itself broken?
+                check_sandbox(limits, mode, force=True)  # nothing ran: is the sandbox itself broken?
             sandbox_errors_total[0] += len(failed)
             logger.warning("code_reward: the sandbox failed on %d of %d completions (scored None, %d so far in "
                            "this process); first error: %s", len(failed), len(scores), sandbox_errors_total[0],

@@ -62,6 +62,7 @@ from dataclasses import asdict, dataclass, field
 logger = logging.getLogger(__name__)
 
 MARKER_VAR = "PRIME_SANDBOX_ID"
+ISOLATIONS = ("namespaces", "process", "auto")
 SCRATCH_MOUNTS = ("/tmp", "/dev/shm")  # fresh tmpfs in every sandbox (mounted by _sandbox_child.py)
 _CHILD_SOURCE = open(os.path.join(os.path.dirname(__file__), "_sandbox_child.py"), encoding="utf-8").read()
 _WARNED: set[str] = set()
@@ -216,8 +217,8 @@ def run_python(
     fallback, for trusted code) or "auto" (namespaces, else the fallback with a one-time warning).
     root_uid: the uid the code runs as when the verifier is root.
     """
-    if isolation not in ("auto", "namespaces", "process"):
-        raise ValueError(f"isolation must be 'auto', 'namespaces' or 'process', got {isolation!r}")
+    if isolation not in ISOLATIONS:
+        raise ValueError(f"isolation must be one of {ISOLATIONS}, got {isolation!r}")
     start = time.monotonic()
     marker = f"{marker_prefix()}{uuid.uuid4().hex}"
     scratch = tempfile.mkdtemp(prefix="prime-sandbox-")

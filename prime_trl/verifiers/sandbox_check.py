@@ -49,9 +49,11 @@ _FIXES = {
     ("run", None): "the sandbox started but did not run a trivial program correctly: raise timeout_s/memory_mb "
                    "if they are very small, else please report this message",
 }
+ISOLATION_ENV = "PRIME_TRL_SANDBOX_ISOLATION"
 _OPT_OUT = (
     "To run code WITHOUT isolation instead (trusted data only: no network, filesystem or process-count "
-    "bounds), pass isolation='process' to make_code_reward (README, Verifiers)."
+    f"bounds), pass isolation='process' to make_code_reward, or set {ISOLATION_ENV}=process for the "
+    "default verifiers and the command line (README, Verifiers)."
 )
 
 

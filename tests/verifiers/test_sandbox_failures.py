@@ -78,11 +78,21 @@ def test_without_namespaces_the_error_names_the_fix_and_the_opt_in(no_user_names
     with pytest.raises(SandboxUnavailable, match="namespaces unavailable: .*Operation not permitted") as info:
         make_code_reward(**hostile.LIMITS)([CORRECT], [ADD])
     assert "kernel.unprivileged_userns_clone" in str(info.value) and "isolation='process'" in str(info.value)
+    assert "PRIME_TRL_SANDBOX_ISOLATION=process" in str(info.value)
     # The documented opt-ins still run the code, without isolation: "process", and "auto" (warned).
     assert make_code_reward(isolation="process", **hostile.LIMITS)([CORRECT], [ADD]) == [1.0]
     with caplog.at_level(logging.WARNING, logger="prime_trl.verifiers.sandbox"):
         assert make_code_reward(isolation="auto", **hostile.LIMITS)([CORRECT], [ADD]) == [1.0]
     assert "running WITHOUT isolation" in caplog.text
+
+
+def test_the_environment_variable_opts_default_verifiers_in(no_user_namespaces, monkeypatch):
+    reward = make_code_reward(**hostile.LIMITS)  # isolation unset: read at each call
+    monkeypatch.setenv("PRIME_TRL_SANDBOX_ISOLATION", "process")
+    assert reward([CORRECT], [ADD]) == [1.0]
+    monkeypatch.setenv("PRIME_TRL_SANDBOX_ISOLATION", "none")
+    with pytest.raises(ValueError, match="PRIME_TRL_SANDBOX_ISOLATION must be one of"):
+        reward([CORRECT], [ADD])
 
 
 def _sandbox_markers() -> dict[int, str]:
