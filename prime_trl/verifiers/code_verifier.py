@@ -163,7 +163,7 @@ def score_program(source: str | None, tests: dict, limits: SandboxLimits, isolat
     if report.sandbox_error is not None:
         return CodeScore(None, 0, total, "sandbox_error", report.sandbox_error)
     passes = [_run_passed(run, want, match) for run, want in zip(report.runs, outputs)]
-    failures = {_FAILURE_OF_STATUS[run.status] for run, ok in zip(report.runs, passes) if not ok}
+    failures = {_FAILURE_OF_STATUS.get(run.status, "program_error") for run, ok in zip(report.runs, passes) if not ok}
     outcome = next((o for o in OUTCOMES if o in failures), "passed")
     return CodeScore(sum(passes) / total, sum(passes), total, outcome)
 

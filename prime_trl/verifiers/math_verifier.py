@@ -190,8 +190,8 @@ class _Worker:
             self.close()
             raise MathVerifierUnavailable(
                 f"math verifier: a math-verify worker ({sys.executable}) could not start, so no answer is "
-                f"scored: {why}.\nFix: install math-verify in this environment (pip install 'math-verify[antlr4_13_2]') "
-                "and check that `python -c 'import math_verify'` works."
+                f"scored: {why}.\nFix: install math-verify in this environment "
+                "(pip install 'math-verify[antlr4_13_2]') and check that `python -c 'import math_verify'` works."
             )
 
     def _read_line(self, deadline: float) -> str | None:
@@ -256,8 +256,12 @@ class MathVerifyPool:
 
     def start(self) -> None:
         """Start every worker now (raises MathVerifierUnavailable), in parallel: each imports sympy."""
-        with ThreadPoolExecutor(max_workers=len(self._all)) as ex:
-            list(ex.map(_Worker.start, self._all))
+        try:
+            with ThreadPoolExecutor(max_workers=len(self._all)) as ex:
+                list(ex.map(_Worker.start, self._all))
+        except BaseException:
+            self.close()  # the workers that did start
+            raise
 
     def _one(self, pair: tuple[str, str]) -> str:
         worker = self._idle.get()
@@ -309,9 +313,10 @@ def make_math_reward(timeout_s: float = 5.0, workers: int | None = None):
         if len(ground_truth) != len(completions):
             raise ValueError(f"math_reward: {len(completions)} completions but {len(ground_truth)} ground_truth")
         with lock:
-            if not pool:
-                pool.append(MathVerifyPool(n_workers, timeout_s))
-                pool[0].start()  # a pool that cannot start stops the run now, not at the first hard answer
+            if not pool:  # a pool that cannot start stops the run now (and at every call), not at a hard answer
+                new_pool = MathVerifyPool(n_workers, timeout_s)
+                new_pool.start()
+                pool.append(new_pool)
         scores: list[float | None] = [0.0] * len(completions)
         outcomes, pairs, slots = ["no_answer"] * len(completions), [], []
         for i, (completion, gold) in enumerate(zip(completions, ground_truth)):

@@ -36,9 +36,10 @@ program, so a machine without namespaces stops a run instead of scoring every pr
 Fallback, opt-in only (`isolation="process"`, or "auto": namespaces where available, else the
 fallback, warned once): the launcher is a child subreaper and the harness kills its whole
 descendant tree after each run, and the verifier kills leftovers carrying the run's marker
-variable; same rlimits except RLIMIT_NPROC, scratch dir as cwd/HOME/TMPDIR, scrubbed environment. NOT enforced there: network isolation, a process-count
-bound, a read-only filesystem (the code can write wherever its uid can), and protection of the
-verifier from signals (the code runs under the verifier's uid). Use it only for trusted data.
+variable; same rlimits except RLIMIT_NPROC, scratch dir as cwd/HOME/TMPDIR, scrubbed environment.
+NOT enforced there: network isolation, a process-count bound, a read-only filesystem (the code can
+write wherever its uid can), and protection of the verifier from signals (the code runs under the
+verifier's uid). Use it only for trusted data.
 """
 
 from __future__ import annotations

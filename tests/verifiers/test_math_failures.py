@@ -51,7 +51,7 @@ def test_a_pool_that_cannot_start_raises_on_the_first_call(stand_in_math_verify)
     with pytest.raises(MathVerifierUnavailable, match=r"could not start.*ImportError: No module named 'antlr4'"):
         reward(["\\boxed{1}"], ["1"])  # even a batch the fast path could score: the pool starts first
     with pytest.raises(MathVerifierUnavailable, match="pip install"):
-        reward(["\\boxed{2}"], ["1"])  # and it keeps saying so: never a row of zeros
+        reward(["\\boxed{1}"], ["1"])  # and it keeps saying so: never a row of scores
 
 
 def test_an_answer_whose_worker_died_scores_none(stand_in_math_verify, caplog):
