@@ -31,12 +31,14 @@ def make_venv(python: str, path: str, *flags: str) -> str:
     return os.path.join(path, "bin", "python")
 
 
-def run_driver(python: str, home: str, pythonpath: str = REPO, user: list[str] = ()) -> dict:
+def start_driver(python: str, home: str, pythonpath: str = REPO, user: list[str] = ()) -> subprocess.CompletedProcess:
     env = {"PATH": "/usr/bin:/bin", "HOME": home, "PYTHONPATH": pythonpath}
     cmd = [*user, python, os.path.join(pythonpath, "tests", "verifiers", "layout_driver.py")]
-    if pythonpath == REPO:
-        cmd[-1] = os.path.join(HERE, "layout_driver.py")
-    proc = subprocess.run(cmd, env=env, cwd="/", capture_output=True, text=True, timeout=120)
+    return subprocess.run(cmd, env=env, cwd="/", capture_output=True, text=True, timeout=120)
+
+
+def run_driver(python: str, home: str, pythonpath: str = REPO, user: list[str] = ()) -> dict:
+    proc = start_driver(python, home, pythonpath, user)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -121,3 +123,19 @@ def test_venv_as_an_unprivileged_user(tmp_folder, home, where):
     out = run_driver(python, home, pythonpath=tmp_folder, user=user)
     assert out["uid"] == uid
     assert_scored_like_here(out, venv)
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="as root the code runs as uid 65534, which must read the install")
+def test_a_venv_only_root_can_read_stops_with_the_fix(home):
+    """A real setup failure, not an injected one: made with umask 077, the venv's own copy of the
+    interpreter is unreadable for the sandbox uid. The verifier must say so, not score 0.0."""
+    venv = os.path.join(home, "venv")
+    old = os.umask(0o077)
+    try:
+        python = make_venv(sys.executable, venv, "--copies")
+    finally:
+        os.umask(old)
+    proc = start_driver(python, home)
+    assert proc.returncode != 0 and proc.stdout == ""  # no scores at all
+    assert "SandboxUnavailable" in proc.stderr and "Permission denied" in proc.stderr
+    assert "chmod -R o+rX" in proc.stderr and "isolation='process'" in proc.stderr
