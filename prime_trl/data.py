@@ -29,6 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from prime_trl.generation import render_prompt
+
 logger = logging.getLogger(__name__)
 
 EURUS_HUB_ID = "PRIME-RL/Eurus-2-RL-Data"
@@ -245,8 +247,7 @@ def format_prompt(
 
 def prompt_num_tokens(tokenizer, messages: list[dict]) -> int:
     """Prompt length as the trainer sees it: chat template with the generation prompt."""
-    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+    return len(tokenizer(render_prompt(tokenizer, messages), add_special_tokens=False)["input_ids"])
 
 
 # ---------------------------------------------------------------------------------------------

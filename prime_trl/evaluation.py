@@ -9,7 +9,7 @@ Metrics, per data source and over all rows (n samples per problem, c of them cor
 - `mean_score`: the mean verifier score, which keeps the partial credit of code rows; the pass metrics count a
   sample as correct only when its score is 1.
 
-Everything here except `generate` is pure Python on lists, so the metrics are testable without a model.
+Everything here is pure Python on lists, so the metrics are testable without a model.
 """
 
 from __future__ import annotations
@@ -19,6 +19,10 @@ import math
 import os
 from collections import Counter
 from collections.abc import Callable, Sequence
+
+# Generation lives in `prime_trl.generation`; these names stay importable from here.
+from prime_trl.generation import GENERATORS, generate, resolve_backend  # noqa: F401
+from prime_trl.generation import render_prompt as prompt_text  # noqa: F401
 
 CORRECT_THRESHOLD = 1.0 - 1e-6  # a sample is correct when its score is 1 (code: every test passed)
 ALL_SOURCES = "all"
@@ -247,108 +251,6 @@ def _read_prime_jsonl(path: str) -> list[dict] | None:
     if rows and all(all(c in r for c in PRIME_COLUMNS) for r in rows):
         return [{c: r[c] for c in PRIME_COLUMNS} for r in rows]
     return None
-
-
-# ---------------------------------------------------------------------------------------------
-# Generation (HF generate, or vLLM when installed)
-# ---------------------------------------------------------------------------------------------
-
-
-def prompt_text(tokenizer, prompt) -> str:
-    """A chat prompt rendered with the tokenizer's template and the generation prompt; a string stays as is."""
-    if isinstance(prompt, str):
-        return prompt
-    return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
-
-
-def _generate_hf(
-    model_path: str, prompts: list, num_samples: int, temperature: float, top_p: float, max_new_tokens: int,
-    batch_size: int, seed: int, model=None, tokenizer=None, progress: bool = True,
-) -> list[list[str]]:
-    import torch
-    from tqdm.auto import tqdm
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = tokenizer or AutoTokenizer.from_pretrained(model_path)
-    tokenizer.padding_side = "left"
-    model = model or AutoModelForCausalLM.from_pretrained(model_path, dtype="auto")
-    model.eval()
-    torch.manual_seed(seed)
-    sampling = temperature > 0
-    kwargs = dict(do_sample=sampling, max_new_tokens=max_new_tokens, num_return_sequences=num_samples,
-                  pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id)
-    if sampling:
-        kwargs.update(temperature=temperature, top_p=top_p, top_k=0)
-    else:  # silence the "temperature is set but do_sample=False" warnings of a model's own generation_config
-        kwargs.update(temperature=None, top_p=None, top_k=None)
-    texts = [prompt_text(tokenizer, p) for p in prompts]
-    completions: list[list[str]] = []
-    for start in tqdm(range(0, len(texts), batch_size), desc="generate", disable=not progress):
-        enc = tokenizer(texts[start:start + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
-        enc = enc.to(model.device)
-        with torch.no_grad():
-            out = model.generate(**enc, **kwargs)  # (b * num_samples, L + new)
-        decoded = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-        completions += [decoded[i:i + num_samples] for i in range(0, len(decoded), num_samples)]
-    return completions
-
-
-def _generate_vllm(
-    model_path: str, prompts: list, num_samples: int, temperature: float, top_p: float, max_new_tokens: int,
-    batch_size: int, seed: int, model=None, tokenizer=None, progress: bool = True,
-) -> list[list[str]]:
-    from vllm import LLM, SamplingParams  # heavy and optional: imported only here
-
-    llm = LLM(model=model_path, seed=seed)
-    params = SamplingParams(n=num_samples, temperature=temperature, top_p=top_p if temperature > 0 else 1.0,
-                            max_tokens=max_new_tokens, seed=seed)
-    texts = [prompt_text(llm.get_tokenizer(), p) for p in prompts]
-    outputs = llm.generate(texts, params, use_tqdm=progress)
-    return [[o.text for o in out.outputs] for out in outputs]
-
-
-GENERATORS = {"hf": _generate_hf, "vllm": _generate_vllm}
-
-
-def resolve_backend(backend: str) -> str:
-    """"auto" is vLLM when it is installed and a GPU is visible, else HF generate."""
-    if backend != "auto":
-        if backend not in GENERATORS:
-            raise ValueError(f"backend must be 'auto' or one of {sorted(GENERATORS)}, got {backend!r}")
-        return backend
-    import importlib.util
-
-    import torch
-
-    return "vllm" if importlib.util.find_spec("vllm") and torch.cuda.is_available() else "hf"
-
-
-def generate(
-    model_path: str,
-    prompts: list,
-    num_samples: int = 1,
-    temperature: float = 0.0,
-    top_p: float = 1.0,
-    max_new_tokens: int = 1024,
-    batch_size: int = 8,
-    seed: int = 0,
-    backend: str = "auto",
-    model=None,
-    tokenizer=None,
-    progress: bool = True,
-) -> list[list[str]]:
-    """`num_samples` completions (text, special tokens removed) for each prompt: (P, n).
-
-    temperature 0 is greedy decoding (PRIME's eval, PRIME_SPEC §7), which only makes sense with one sample.
-    A loaded `model`/`tokenizer` may be passed to the HF backend instead of loading `model_path`.
-    """
-    if temperature <= 0 and num_samples > 1:
-        raise ValueError(
-            "greedy decoding (temperature 0) gives identical samples; set temperature > 0 for num_samples > 1"
-        )
-    backend = resolve_backend(backend)
-    return GENERATORS[backend](model_path, prompts, num_samples, temperature, top_p, max_new_tokens, batch_size,
-                               seed, model=model, tokenizer=tokenizer, progress=progress)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from prime_trl.core import implicit_process_rewards
+from prime_trl.generation import pad_token_id, render_prompt
 from prime_trl.prm import PRM_ADAPTER_NAME, AdapterPRM, CompletionBatch, SeparatePRM, completion_logps
 
 logger = logging.getLogger(__name__)
@@ -301,9 +302,7 @@ class ImplicitPRM:
     # -- rewards on text ------------------------------------------------------------------------------
     def render_prompt(self, prompt) -> str:
         """Message lists go through the chat template (with the generation prompt); strings are used as is."""
-        if isinstance(prompt, str):
-            return prompt
-        return self.tokenizer.apply_chat_template(list(prompt), tokenize=False, add_generation_prompt=True)
+        return render_prompt(self.tokenizer, prompt)
 
     def score(self, prompt, response: str) -> ProcessRewards:
         """Process rewards of one response to `prompt` (a string or a list of chat messages)."""
@@ -315,7 +314,7 @@ class ImplicitPRM:
         """`score` for many (prompt, response) pairs, `batch_size` rows per forward pass."""
         from tqdm.auto import tqdm
 
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        pad = pad_token_id(self.tokenizer)
         results: list[ProcessRewards] = []
         for start in tqdm(range(0, len(pairs), batch_size), desc="PRM scoring", disable=not progress):
             chunk = pairs[start:start + batch_size]
