@@ -51,7 +51,7 @@ EURUS_SYSTEM_PROMPT = (
     "# Your action step 2\n\n# Your action step 3\n\n...\n\nNext action: [NEXT ACTION NAME]\n\n"
 )
 
-SHIPPED_DIR = os.path.join(os.path.dirname(__file__), "data")
+SHIPPED_DIR = os.path.join(os.path.dirname(__file__), "sample_data")
 # Hand-written rows in each schema, for tests and examples (not from the real datasets).
 SHIPPED = {
     "eurus": os.path.join(SHIPPED_DIR, "eurus_sample.jsonl"),

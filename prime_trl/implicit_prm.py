@@ -209,6 +209,9 @@ def _resolve_prm_dir(path: str) -> str:
 class ImplicitPRM:
     """An implicit PRM with its reference: `score(prompt, response)` -> `ProcessRewards`.
 
+    This is the inference side: it loads a saved PRM and scores text, never trains; the PRM that the trainer
+    updates during RL is `prime_trl.prm.OnlinePRM`.
+
     Args:
         model: the PRM; a PeftModel carrying the adapter `adapter_name` when `ref_model` is None.
         tokenizer: the tokenizer of both models (its chat template renders message-list prompts).

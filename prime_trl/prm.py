@@ -128,6 +128,9 @@ PLACEMENTS = {"separate": SeparatePRM, "adapter": AdapterPRM}
 class OnlinePRM:
     """Scores completions with implicit process rewards and learns from outcome labels.
 
+    This is the training side, owned by `PRIMETrainer`; to load a saved PRM and score text afterwards, use
+    `prime_trl.implicit_prm.ImplicitPRM`.
+
     `accelerator` supplies the device, autocast and the cross-process gradient sum. A separate PRM comes here
     prepared by the accelerator (DDP under `accelerate launch`), which all-reduces its gradients; an adapter PRM
     sits inside the policy, which the accelerator wrapped while the PRM adapter was frozen, so its gradients are

@@ -17,11 +17,11 @@ from prime_trl.evaluation.accuracy import (
     aggregate_metrics,
     average_by_source,
     default_ks,
-    is_correct,
     majority_correct,
     majority_index,
     pass_at_k,
     problem_metrics,
+    score_is_correct,
 )
 from prime_trl.evaluation.jsonl import read_jsonl, write_jsonl
 from prime_trl.evaluation.loading import PRIME_COLUMNS, load_accuracy_metric, load_rows
@@ -48,7 +48,7 @@ __all__ = [
     "evaluate_completions",
     "format_table",
     "generate",
-    "is_correct",
+    "score_is_correct",
     "load_accuracy_metric",
     "load_rows",
     "majority_correct",

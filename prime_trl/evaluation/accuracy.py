@@ -36,7 +36,8 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
 
 
-def is_correct(score: float | None) -> bool:
+def score_is_correct(score: float | None) -> bool:
+    """A verifier score counts as correct when it is 1 (code: every test passed); None (no score) does not."""
     return score is not None and score >= CORRECT_THRESHOLD
 
 
@@ -58,7 +59,7 @@ def majority_index(keys: Sequence[str | None]) -> int | None:
 def majority_correct(keys: Sequence[str | None], scores: Sequence[float]) -> float:
     """maj@n of one problem: 1.0 if the majority answer's (first) sample is correct, else 0.0."""
     i = majority_index(keys)
-    return float(i is not None and is_correct(scores[i]))
+    return float(i is not None and score_is_correct(scores[i]))
 
 
 def default_ks(n: int) -> list[int]:
@@ -73,7 +74,7 @@ def default_ks(n: int) -> list[int]:
 def problem_metrics(scores: Sequence[float], keys: Sequence[str | None], ks: Sequence[int]) -> dict[str, float]:
     """Metrics of one problem from its n sample scores and answer keys."""
     n = len(scores)
-    c = sum(is_correct(s) for s in scores)
+    c = sum(score_is_correct(s) for s in scores)
     out = {"pass@1": c / n, "mean_score": sum(s or 0.0 for s in scores) / n}
     out.update({f"pass@{k}": pass_at_k(n, c, k) for k in ks if 1 < k <= n})
     if n > 1:  # maj@1 would repeat pass@1

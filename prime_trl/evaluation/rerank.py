@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from prime_trl.evaluation.accuracy import is_correct, majority_correct
+from prime_trl.evaluation.accuracy import majority_correct, score_is_correct
 
 # How a candidate's step rewards become one score (PRIME's authors rank by the PRM's rewards; "min" is the
 # weakest-step view of PRM best-of-N, "last" trusts the final step).
@@ -41,8 +41,8 @@ def rerank_problem_metrics(
     out = {}
     for name in aggregations:
         pick = best_of_n_index([aggregate_steps(r, name) for r in step_rewards])
-        out[f"best_of_n[{name}]"] = float(is_correct(scores[pick]))
+        out[f"best_of_n[{name}]"] = float(score_is_correct(scores[pick]))
     out["majority_vote"] = majority_correct(keys, scores)
-    out["random"] = sum(is_correct(s) for s in scores) / len(scores)
-    out["oracle"] = float(any(is_correct(s) for s in scores))
+    out["random"] = sum(score_is_correct(s) for s in scores) / len(scores)
+    out["oracle"] = float(any(score_is_correct(s) for s in scores))
     return out
