@@ -90,9 +90,6 @@ class SeparatePRM:
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
         return [p for p in self.model.parameters() if p.requires_grad]
 
-    def save(self, output_dir: str) -> None:
-        self.model.save_pretrained(output_dir)
-
 
 class AdapterPRM:
     """The PRM is the adapter `name` on the policy's PEFT model; the reference is the base, adapters off.
@@ -117,9 +114,6 @@ class AdapterPRM:
 
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
         return [p for n, p in self.model.named_parameters() if f".{self.name}." in n]
-
-    def save(self, output_dir: str) -> None:
-        self.model.save_pretrained(output_dir, selected_adapters=[self.name])
 
 
 PLACEMENTS = {"separate": SeparatePRM, "adapter": AdapterPRM}
