@@ -24,7 +24,7 @@ import time
 
 def demo_eval_rows(demo_dir: str | None, num_problems: int) -> list[dict]:
     """The demo's held-out eval problems, from the arguments a `prime-trl demo` run recorded (or the defaults)."""
-    from prime_trl.scripts.demo import DemoArguments, demo_splits
+    from prime_trl.demo import DemoArguments, demo_splits
 
     recorded = {}
     path = os.path.join(demo_dir, "eval.json") if demo_dir else None

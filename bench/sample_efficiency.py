@@ -57,8 +57,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from transformers import AutoTokenizer
 
-    from prime_trl.demo_rl import plot_accuracy_curve, run_rl
-    from prime_trl.scripts.demo import DemoArguments, demo_splits, evaluate_accuracy
+    from prime_trl.demo import DemoArguments, demo_splits, evaluate_accuracy, plot_accuracy_curve, run_rl
 
     torch.set_num_threads(args.threads)
     recorded = json.load(open(os.path.join(args.demo_dir, "eval.json")))["args"]

@@ -3,7 +3,7 @@ import re
 
 import pytest
 
-from prime_trl.demo_task import (
+from prime_trl.demo.task import (
     DATA_SOURCE,
     generate_problems,
     make_demo_splits,
@@ -97,7 +97,7 @@ def test_rows_and_corpus():
 
 
 def test_is_correct():
-    from prime_trl.scripts.demo import is_correct
+    from prime_trl.demo import is_correct
 
     assert is_correct("1 + 2 = 3\nThe answer is \\boxed{3}.", "3")
     assert not is_correct("The answer is \\boxed{4}.", "3")
@@ -132,8 +132,8 @@ def test_demo_main_writes_eval_json(tmp_path):
 
 def test_sft_stops_at_target_accuracy(tmp_path):
     """A target of 0 is met at the first check (every 2 steps), so SFT stops there."""
-    from prime_trl.demo_task import make_demo_splits, tokenizer_corpus
-    from prime_trl.scripts.demo import build_demo_model_and_tokenizer, run_sft
+    from prime_trl.demo.task import make_demo_splits, tokenizer_corpus
+    from prime_trl.demo import build_demo_model_and_tokenizer, run_sft
 
     splits = make_demo_splits(num_sft=32, num_rl=0, num_eval=0, num_dev=2, seed=0)
     model, tokenizer = build_demo_model_and_tokenizer(tokenizer_corpus(splits["sft"]), hidden_size=32, num_layers=1)

@@ -1,10 +1,8 @@
-"""The demo's RL stage: PRIME (or outcome-only RLOO) from the SFT model, held-out accuracy against
-samples drawn, and the training curves as PNG. Shared by `prime-trl demo` and `bench/sample_efficiency.py`.
+"""The demo's RL stage: PRIME (or outcome-only RLOO) from the SFT model, with held-out accuracy
+recorded against samples drawn. Shared by `prime-trl demo` and `bench/sample_efficiency.py`.
 """
 
 from __future__ import annotations
-
-import os
 
 from tqdm.auto import tqdm
 from transformers import TrainerCallback
@@ -12,13 +10,6 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from prime_trl.config import PRIMEConfig
 from prime_trl.trainer import PRIMETrainer
-
-CURVES = {  # log key -> panel title
-    "rewards/math_reward/mean": "outcome reward (train samples)",
-    "prm/loss": "PRM loss (BCE)",
-    "prm/accuracy": "PRM pairwise accuracy",
-    "filter/kept_fraction": "kept fraction (accuracy filter)",
-}
 
 
 class HeldOutAccuracy(TrainerCallback):
@@ -129,59 +120,3 @@ def run_rl(
     trainer.add_callback(ConciseProgress())
     trainer.train()
     return trainer, curve.curve
-
-
-def plot_training_curves(log_history: list[dict], path: str, title: str = "PRIME on the demo task") -> str:
-    """One panel per metric in `CURVES`, against the optimizer step; returns `path`."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(CURVES), figsize=(4 * len(CURVES), 3.2))
-    for ax, (key, label) in zip(axes, CURVES.items()):
-        points = [(entry["step"], entry[key]) for entry in log_history if key in entry]
-        if points:
-            steps, values = zip(*points)
-            ax.plot(steps, values, lw=1, alpha=0.4, color="C0")
-            ax.plot(steps, _moving_average(values, 10), lw=2, color="C0")
-        ax.set_title(label, fontsize=10)
-        ax.set_xlabel("optimizer step")
-        ax.grid(alpha=0.3)
-    fig.suptitle(title)
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def _moving_average(values, window: int) -> list[float]:
-    out, total = [], 0.0
-    for i, v in enumerate(values):
-        total += v
-        if i >= window:
-            total -= values[i - window]
-        out.append(total / min(i + 1, window))
-    return out
-
-
-def plot_accuracy_curve(curves: dict[str, list[dict]] | list[dict], path: str) -> str:
-    """Held-out accuracy against completions sampled, one line per run (or per method); returns `path`."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    curves = {"PRIME": curves} if isinstance(curves, list) else curves
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    for label, curve in curves.items():
-        ax.plot([p["samples"] for p in curve], [p["accuracy"] for p in curve], marker="o", label=label)
-    ax.set_xlabel("completions sampled")
-    ax.set_ylabel("held-out accuracy (greedy)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
