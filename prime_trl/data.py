@@ -9,7 +9,7 @@ Every schema becomes the same columns, which `PRIMETrainer` and `prime_trl.verif
 
 Schemas (`SCHEMAS`, picked from the columns with `schema="auto"`):
 - "eurus": Eurus-2-RL-Data (`data_source`, `prompt` as chat messages, `ability`,
-  `reward_model.ground_truth`, `extra_info`), PRIME's RL data (PRIME_SPEC §6);
+  `reward_model.ground_truth`, `extra_info`), PRIME's RL data, as the authors' `data_prepare.py` writes it;
 - "gsm8k": `question`, `answer` with the final answer after "####";
 - "math": `problem`, `solution` with the answer in the last `\\boxed{}` (falls back to an
   `answer` column, as in MATH-500).
@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 EURUS_HUB_ID = "PRIME-RL/Eurus-2-RL-Data"
 ABILITIES = ("math", "code")
 
-# User-turn suffixes of PRIME's README "Usage" and eval scripts (PRIME_SPEC §6).
+# User-turn suffixes of PRIME's README "Usage" section, which all of the authors' eval scripts append.
 MATH_SUFFIX = "\n\nPresent the answer in LaTex format: \\boxed{Your answer}"
 CODE_SUFFIX = "\n\nWrite Python code to solve the problem. Present the code in \n```python\nYour code\n```\nat the end."
 SUFFIXES = {"math": MATH_SUFFIX, "code": CODE_SUFFIX}

@@ -3,7 +3,7 @@
 Generates with HF generate (vLLM when installed and a GPU is visible), verifies with the training verifiers,
 prints a table and writes `<output-dir>/eval.json` (metrics and settings) and `<output-dir>/samples.jsonl` (each
 problem's completions, scores and extracted answers; `prime-trl rerank --samples` and `prime-trl visualize
---samples` read it). One sample is greedy decoding, as the paper evaluates (PRIME_SPEC §7).
+--samples` read it). One sample is greedy decoding, as the authors' eval scripts decode (temperature 0).
 """
 
 from __future__ import annotations
