@@ -16,8 +16,9 @@ Three kinds of checkpoint load with `ImplicitPRM.from_pretrained(prm_path, ref_p
 A trainer output directory that holds a `prm/` subdirectory resolves to that subdirectory.
 
 Steps: the response text is cut at configurable separators. A separator made only of whitespace (the default
-blank line "\\n\\n") closes the step it ends; any other separator (the Eurus action markers such as "[ASSESS]",
-PRIME_SPEC §6) opens a new step. A token belongs to the step holding its last character.
+blank line "\\n\\n") closes the step it ends; any other separator (the action markers such as "[ASSESS]" that
+PRIME's system prompt asks every step to begin with) opens a new step. A token belongs to the step holding its
+last character.
 """
 
 from __future__ import annotations
