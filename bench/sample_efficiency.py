@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, coef in METHODS.items():  # alternate methods within a seed
             coef = demo.process_reward_coef if coef is None else coef
             print(f"== seed {seed}: {name}", flush=True)
-            _, curve = run_rl(
+            _, curve, _ = run_rl(
                 sft_dir, tokenizer, splits["rl"], os.path.join(out_dir, f"run-{seed}-{coef}"), accuracy,
                 process_reward_coef=coef, max_steps=args.steps or demo.rl_max_steps,
                 prompts_per_step=demo.rl_prompts_per_step, num_generations=demo.num_generations,

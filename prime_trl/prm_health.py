@@ -12,7 +12,8 @@ A pool file has one JSON record per prompt: `prompt` (text or chat messages), `c
 `scores` (G outcomes in [0, 1]) and optionally `first_wrong_steps` (G step indices, null where unknown or
 correct) -- the `samples.jsonl` that `prime-trl eval` writes is such a file. The metrics (`HEALTH_KEYS`):
 - `heldout_pairwise_accuracy`: within a prompt's G rollouts, how often the summed reward orders a right one
-  above a wrong one (0.5 is chance; `prime_trl.core.prm_pairwise_accuracy`);
+  above a wrong one, averaged over the prompts that have both (0.5 is chance, and what a pool without
+  such a prompt gives; `prime_trl.core.prm_pairwise_accuracy`);
 - `heldout_pairwise_accuracy_mean`: the same with the mean token reward, which a length drift cannot move;
 - `heldout_length_correlation`: Pearson r of the sequence reward with the completion length (drift);
 - `heldout_error_localisation` (and `_chance`): how often a wrong rollout's lowest-reward step is its first
@@ -180,10 +181,16 @@ def prm_health(
     step_mask = (torch.arange(step_rewards.shape[1]) < num_steps.unsqueeze(-1)).long()  # (N, S)
     hit, chance = error_localisation(step_rewards, step_mask, pool.first_wrong_steps)
     G = pool.num_generations
+    # only groups with a right and a wrong rollout hold a pair to rank; the others would pull the mean to 1/2
+    grouped = pool.scores.reshape(-1, G)  # (P, G)
+    informative = (grouped.amax(-1) > grouped.amin(-1)).repeat_interleave(G)  # (N,)
+    scores, kept_mask, kept = pool.scores[informative], mask[informative], rewards[informative]
     values = {
-        "heldout_pairwise_accuracy": prm_pairwise_accuracy(rewards, pool.scores, mask, G),
+        "heldout_pairwise_accuracy": prm_pairwise_accuracy(kept, scores, kept_mask, G),
         # dividing every r_t by |y| orders rows by their mean token reward instead of the sum
-        "heldout_pairwise_accuracy_mean": prm_pairwise_accuracy(rewards / lengths.unsqueeze(-1), pool.scores, mask, G),
+        "heldout_pairwise_accuracy_mean": prm_pairwise_accuracy(
+            kept / lengths[informative].unsqueeze(-1), scores, kept_mask, G
+        ),
         "heldout_length_correlation": length_correlation(rewards.sum(-1), lengths),
         "heldout_error_localisation": hit,
         "heldout_error_localisation_chance": chance,
