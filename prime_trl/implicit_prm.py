@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from prime_trl.core import implicit_process_rewards
+from prime_trl.generation import pad_token_id, render_prompt
 from prime_trl.prm import PRM_ADAPTER_NAME, AdapterPRM, CompletionBatch, SeparatePRM, completion_logps
 
 logger = logging.getLogger(__name__)
@@ -208,6 +209,9 @@ def _resolve_prm_dir(path: str) -> str:
 class ImplicitPRM:
     """An implicit PRM with its reference: `score(prompt, response)` -> `ProcessRewards`.
 
+    This is the inference side: it loads a saved PRM and scores text, never trains; the PRM that the trainer
+    updates during RL is `prime_trl.prm.OnlinePRM`.
+
     Args:
         model: the PRM; a PeftModel carrying the adapter `adapter_name` when `ref_model` is None.
         tokenizer: the tokenizer of both models (its chat template renders message-list prompts).
@@ -301,9 +305,7 @@ class ImplicitPRM:
     # -- rewards on text ------------------------------------------------------------------------------
     def render_prompt(self, prompt) -> str:
         """Message lists go through the chat template (with the generation prompt); strings are used as is."""
-        if isinstance(prompt, str):
-            return prompt
-        return self.tokenizer.apply_chat_template(list(prompt), tokenize=False, add_generation_prompt=True)
+        return render_prompt(self.tokenizer, prompt)
 
     def score(self, prompt, response: str) -> ProcessRewards:
         """Process rewards of one response to `prompt` (a string or a list of chat messages)."""
@@ -315,7 +317,7 @@ class ImplicitPRM:
         """`score` for many (prompt, response) pairs, `batch_size` rows per forward pass."""
         from tqdm.auto import tqdm
 
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        pad = pad_token_id(self.tokenizer)
         results: list[ProcessRewards] = []
         for start in tqdm(range(0, len(pairs), batch_size), desc="PRM scoring", disable=not progress):
             chunk = pairs[start:start + batch_size]

@@ -90,9 +90,6 @@ class SeparatePRM:
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
         return [p for p in self.model.parameters() if p.requires_grad]
 
-    def save(self, output_dir: str) -> None:
-        self.model.save_pretrained(output_dir)
-
 
 class AdapterPRM:
     """The PRM is the adapter `name` on the policy's PEFT model; the reference is the base, adapters off.
@@ -118,15 +115,15 @@ class AdapterPRM:
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
         return [p for n, p in self.model.named_parameters() if f".{self.name}." in n]
 
-    def save(self, output_dir: str) -> None:
-        self.model.save_pretrained(output_dir, selected_adapters=[self.name])
-
 
 PLACEMENTS = {"separate": SeparatePRM, "adapter": AdapterPRM}
 
 
 class OnlinePRM:
     """Scores completions with implicit process rewards and learns from outcome labels.
+
+    This is the training side, owned by `PRIMETrainer`; to load a saved PRM and score text afterwards, use
+    `prime_trl.implicit_prm.ImplicitPRM`.
 
     `accelerator` supplies the device, autocast and the cross-process gradient sum. A separate PRM comes here
     prepared by the accelerator (DDP under `accelerate launch`), which all-reduces its gradients; an adapter PRM
