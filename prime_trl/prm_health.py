@@ -30,7 +30,7 @@ import torch
 from transformers import TrainerCallback
 
 from prime_trl.core import error_localisation, length_correlation, prm_pairwise_accuracy
-from prime_trl.evaluation import prompt_text
+from prime_trl.generation import generate_texts, pad_token_id, render_prompt
 from prime_trl.implicit_prm import build_completion_batch, encode_response, step_spans, token_step_ids
 from prime_trl.prm import CompletionBatch
 
@@ -113,11 +113,12 @@ def sample_rollout_pool(
 
     `first_wrong_step(row, completion)`, where a task knows it, gives the index of the first wrong step.
     """
-    from prime_trl.evaluation import generate, verify
+    from prime_trl.evaluation import verify
 
     prompts = [r["prompt"] for r in rows]
-    completions = generate(None, prompts, num_generations, temperature, 1.0, max_new_tokens, batch_size, seed,
-                           backend="hf", model=model, tokenizer=tokenizer, progress=False)  # fmt: skip
+    torch.manual_seed(seed)
+    completions = generate_texts(model, tokenizer, prompts, num_generations, temperature, 1.0, max_new_tokens,
+                                 batch_size, progress=False)  # fmt: skip
     scores = verify(rows, completions)
     steps = None
     if first_wrong_step is not None:
@@ -144,7 +145,7 @@ def tokenize_pool(
     prompt_ids, completion_ids, step_ids, scores, first_wrong = [], [], [], [], []
     steps = pool.first_wrong_steps or [[None] * pool.num_generations for _ in pool.prompts]
     for prompt, group, group_scores, group_steps in zip(pool.prompts, pool.completions, pool.scores, steps):
-        ids = tokenizer(prompt_text(tokenizer, prompt), add_special_tokens=False)["input_ids"]
+        ids = tokenizer(render_prompt(tokenizer, prompt), add_special_tokens=False)["input_ids"]
         for completion, score, k in zip(group, group_scores, group_steps):
             tokens, offsets = encode_response(tokenizer, completion)
             if append_eos:
@@ -231,8 +232,7 @@ class PRMHealthCallback(TrainerCallback):
                                                              batch.completion_mask)))  # fmt: skip
             return trainer.prm.score(batch, trainer.prm.ref_logps(batch))
 
-        tokenizer = trainer.processing_class
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        pad = pad_token_id(trainer.processing_class)
         metrics = {f"prm/{k}": v for k, v in prm_health(token_rewards, self.pool, pad, self.batch_size).items()}
         self.history.append({"step": step, **metrics})
         return metrics
