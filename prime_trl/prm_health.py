@@ -12,7 +12,8 @@ A pool file has one JSON record per prompt: `prompt` (text or chat messages), `c
 `scores` (G outcomes in [0, 1]) and optionally `first_wrong_steps` (G step indices, null where unknown or
 correct) -- the `samples.jsonl` that `prime-trl eval` writes is such a file. The metrics (`HEALTH_KEYS`):
 - `heldout_pairwise_accuracy`: within a prompt's G rollouts, how often the summed reward orders a right one
-  above a wrong one (0.5 is chance; `prime_trl.core.prm_pairwise_accuracy`);
+  above a wrong one, averaged over the prompts that have both (0.5 is chance, and what a pool without
+  such a prompt gives; `prime_trl.core.prm_pairwise_accuracy`);
 - `heldout_pairwise_accuracy_mean`: the same with the mean token reward, which a length drift cannot move;
 - `heldout_length_correlation`: Pearson r of the sequence reward with the completion length (drift);
 - `heldout_error_localisation` (and `_chance`): how often a wrong rollout's lowest-reward step is its first
@@ -29,7 +30,7 @@ import torch
 from transformers import TrainerCallback
 
 from prime_trl.core import error_localisation, length_correlation, prm_pairwise_accuracy
-from prime_trl.evaluation import prompt_text
+from prime_trl.generation import generate_texts, pad_token_id, render_prompt
 from prime_trl.implicit_prm import build_completion_batch, encode_response, step_spans, token_step_ids
 from prime_trl.prm import CompletionBatch
 
@@ -112,11 +113,12 @@ def sample_rollout_pool(
 
     `first_wrong_step(row, completion)`, where a task knows it, gives the index of the first wrong step.
     """
-    from prime_trl.evaluation import generate, verify
+    from prime_trl.evaluation import verify
 
     prompts = [r["prompt"] for r in rows]
-    completions = generate(None, prompts, num_generations, temperature, 1.0, max_new_tokens, batch_size, seed,
-                           backend="hf", model=model, tokenizer=tokenizer, progress=False)  # fmt: skip
+    torch.manual_seed(seed)
+    completions = generate_texts(model, tokenizer, prompts, num_generations, temperature, 1.0, max_new_tokens,
+                                 batch_size, progress=False)  # fmt: skip
     scores = verify(rows, completions)
     steps = None
     if first_wrong_step is not None:
@@ -143,7 +145,7 @@ def tokenize_pool(
     prompt_ids, completion_ids, step_ids, scores, first_wrong = [], [], [], [], []
     steps = pool.first_wrong_steps or [[None] * pool.num_generations for _ in pool.prompts]
     for prompt, group, group_scores, group_steps in zip(pool.prompts, pool.completions, pool.scores, steps):
-        ids = tokenizer(prompt_text(tokenizer, prompt), add_special_tokens=False)["input_ids"]
+        ids = tokenizer(render_prompt(tokenizer, prompt), add_special_tokens=False)["input_ids"]
         for completion, score, k in zip(group, group_scores, group_steps):
             tokens, offsets = encode_response(tokenizer, completion)
             if append_eos:
@@ -180,10 +182,16 @@ def prm_health(
     step_mask = (torch.arange(step_rewards.shape[1]) < num_steps.unsqueeze(-1)).long()  # (N, S)
     hit, chance = error_localisation(step_rewards, step_mask, pool.first_wrong_steps)
     G = pool.num_generations
+    # only groups with a right and a wrong rollout hold a pair to rank; the others would pull the mean to 1/2
+    grouped = pool.scores.reshape(-1, G)  # (P, G)
+    informative = (grouped.amax(-1) > grouped.amin(-1)).repeat_interleave(G)  # (N,)
+    scores, kept_mask, kept = pool.scores[informative], mask[informative], rewards[informative]
     values = {
-        "heldout_pairwise_accuracy": prm_pairwise_accuracy(rewards, pool.scores, mask, G),
+        "heldout_pairwise_accuracy": prm_pairwise_accuracy(kept, scores, kept_mask, G),
         # dividing every r_t by |y| orders rows by their mean token reward instead of the sum
-        "heldout_pairwise_accuracy_mean": prm_pairwise_accuracy(rewards / lengths.unsqueeze(-1), pool.scores, mask, G),
+        "heldout_pairwise_accuracy_mean": prm_pairwise_accuracy(
+            kept / lengths[informative].unsqueeze(-1), scores, kept_mask, G
+        ),
         "heldout_length_correlation": length_correlation(rewards.sum(-1), lengths),
         "heldout_error_localisation": hit,
         "heldout_error_localisation_chance": chance,
@@ -224,8 +232,7 @@ class PRMHealthCallback(TrainerCallback):
                                                              batch.completion_mask)))  # fmt: skip
             return trainer.prm.score(batch, trainer.prm.ref_logps(batch))
 
-        tokenizer = trainer.processing_class
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        pad = pad_token_id(trainer.processing_class)
         metrics = {f"prm/{k}": v for k, v in prm_health(token_rewards, self.pool, pad, self.batch_size).items()}
         self.history.append({"step": step, **metrics})
         return metrics

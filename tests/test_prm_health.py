@@ -152,3 +152,10 @@ def test_callback_logs_heldout_health_at_the_right_steps(tmp_path, tiny_model_di
     # the PRM learned (lr 0.1): its rewards on the pool are no longer all zero, so the length correlation moved
     assert callback.history[-1]["prm/heldout_length_correlation"] != 0.0
     json.dumps(callback.history)  # plain floats, ready for eval.json
+
+
+def test_pairwise_accuracy_averages_over_informative_prompts_only(tokenizer):
+    """A third prompt whose rollouts are all right holds no pair: it must not pull the accuracy towards 1/2."""
+    pool = RolloutPool(POOL.prompts + ["p2"], POOL.completions + [["3", "3 3"]], POOL.scores + [[1.0, 1.0]])
+    health = prm_health(reward_minus_one_on(tokenizer, "3"), tokenize_pool(pool, tokenizer), tokenizer.pad_token_id)
+    assert health["heldout_pairwise_accuracy"] == 1.0  # as without the third prompt

@@ -27,7 +27,7 @@ reasons). One run of those measurements (seed 0, 1 torch thread, other jobs on t
 """
 
 from prime_trl.demo.args import DemoArguments, demo_splits
-from prime_trl.demo.evaluate import evaluate_accuracy, generate_completions, is_correct, sample_group_accuracy
+from prime_trl.demo.evaluate import evaluate_accuracy, is_correct, sample_group_accuracy
 from prime_trl.demo.model import build_demo_model_and_tokenizer
 from prime_trl.demo.pipeline import run_demo
 from prime_trl.demo.plots import plot_accuracy_curve, plot_training_curves
@@ -40,7 +40,6 @@ __all__ = [
     "build_demo_model_and_tokenizer",
     "demo_splits",
     "evaluate_accuracy",
-    "generate_completions",
     "is_correct",
     "make_demo_splits",
     "plot_accuracy_curve",

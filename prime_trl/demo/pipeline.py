@@ -15,7 +15,8 @@ from prime_trl.demo.model import build_demo_model_and_tokenizer
 from prime_trl.demo.plots import plot_accuracy_curve, plot_training_curves
 from prime_trl.demo.rl import run_rl
 from prime_trl.demo.sft import run_sft
-from prime_trl.demo.task import tokenizer_corpus
+from prime_trl.demo.task import first_wrong_step_of_row, tokenizer_corpus
+from prime_trl.prm_health import RolloutPool, sample_rollout_pool
 
 
 class _Timer:
@@ -67,7 +68,23 @@ def warm_start(args: DemoArguments, splits: dict[str, list[dict]], timer: _Timer
     return model, tokenizer, sft
 
 
-def train_prime(args: DemoArguments, splits: dict[str, list[dict]], tokenizer):
+def heldout_pool(args: DemoArguments, splits: dict[str, list[dict]], model, tokenizer) -> RolloutPool:
+    """The fixed pool the PRM's health is measured on: SFT rollouts of the "pool" prompts, saved as prm_pool.jsonl."""
+    pool = sample_rollout_pool(
+        model,
+        tokenizer,
+        splits["pool"],
+        num_generations=args.num_generations,
+        max_new_tokens=args.max_completion_length,
+        batch_size=args.eval_batch_size,
+        seed=args.seed,
+        first_wrong_step=first_wrong_step_of_row,
+    )
+    pool.save(os.path.join(args.output_dir, "prm_pool.jsonl"))
+    return pool
+
+
+def train_prime(args: DemoArguments, splits: dict[str, list[dict]], tokenizer, pool: RolloutPool | None = None):
     """Stage 5: PRIME from `output_dir/sft`; saves policy and PRM to `output_dir/prime`."""
 
     def heldout_accuracy(model) -> float:
@@ -76,7 +93,7 @@ def train_prime(args: DemoArguments, splits: dict[str, list[dict]], tokenizer):
             model, tokenizer, rows, args.max_completion_length, args.eval_batch_size, progress=False
         )["accuracy"]
 
-    trainer, curve = run_rl(
+    trainer, curve, health = run_rl(
         os.path.join(args.output_dir, "sft"),
         tokenizer,
         splits["rl"],
@@ -84,6 +101,8 @@ def train_prime(args: DemoArguments, splits: dict[str, list[dict]], tokenizer):
         heldout_accuracy,
         max_steps=args.rl_max_steps,
         prompts_per_step=args.rl_prompts_per_step,
+        policy_mini_batches=args.policy_mini_batches,
+        prm_num_mini_batches=args.prm_num_mini_batches,
         num_generations=args.num_generations,
         learning_rate=args.rl_learning_rate,
         prm_learning_rate=args.prm_learning_rate,
@@ -93,9 +112,11 @@ def train_prime(args: DemoArguments, splits: dict[str, list[dict]], tokenizer):
         seed=args.seed,
         process_reward_norm=args.process_reward_norm,
         process_reward_coef=args.process_reward_coef,
+        health_pool=pool,
+        health_every=args.prm_health_every,
     )
     trainer.save_model()  # policy in DIR/prime, PRM in DIR/prime/prm
-    return trainer, curve
+    return trainer, curve, health
 
 
 def run_demo(args: DemoArguments) -> dict:
@@ -118,11 +139,12 @@ def run_demo(args: DemoArguments) -> dict:
             max_new_tokens=args.max_completion_length,
             batch_size=args.eval_batch_size,
         )
+        pool = heldout_pool(args, splits, model, tokenizer) if args.num_pool else None
     print(f"accuracy after SFT (greedy, {before['num_prompts']} held-out prompts): {before['accuracy']:.3f}")
     print(f"group accuracy at T=1: {groups['histogram']} (mixed: {groups['mixed_fraction']:.2f})")
 
     with timer("prime_s"):
-        trainer, curve = train_prime(args, splits, tokenizer)
+        trainer, curve, health = train_prime(args, splits, tokenizer, pool)
     after = evaluate_accuracy(trainer.model, tokenizer, splits["eval"], args.max_completion_length, args.eval_batch_size)
     curves_png = plot_training_curves(trainer.state.log_history, os.path.join(args.output_dir, "training_curves.png"))
     accuracy_png = plot_accuracy_curve(curve, os.path.join(args.output_dir, "heldout_accuracy.png"))
@@ -134,6 +156,8 @@ def run_demo(args: DemoArguments) -> dict:
         "accuracy_after": after["accuracy"],
         "accuracy_curve": curve,
         "num_eval_prompts": before["num_prompts"],
+        "prm_heldout_pairwise_accuracy": health[-1]["prm/heldout_pairwise_accuracy"] if health else None,
+        "prm_health": health,
         "group_accuracy_T1": groups,
         "sft_steps": sft["steps"],
         "sft_dev_accuracy": sft["dev_accuracy"],

@@ -7,7 +7,10 @@ import os
 CURVES = {  # log key -> panel title
     "rewards/math_reward/mean": "outcome reward (train samples)",
     "prm/loss": "PRM loss (BCE)",
-    "prm/accuracy": "PRM pairwise accuracy",
+    "prm/accuracy": "PRM pairwise accuracy (train batch)",
+    "prm/heldout_pairwise_accuracy": "PRM pairwise accuracy (held-out pool)",
+    "prm/heldout_length_correlation": "PRM reward vs length (held-out, r)",
+    "prm/heldout_error_localisation": "lowest step = first error (held-out)",
     "filter/kept_fraction": "kept fraction (accuracy filter)",
 }
 

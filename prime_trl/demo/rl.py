@@ -9,7 +9,11 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from prime_trl.config import PRIMEConfig
+from prime_trl.prm_health import PRMHealthCallback, RolloutPool
 from prime_trl.trainer import PRIMETrainer
+
+# The demo's steps are lines: "\n" closes one (the library's default is a blank line).
+DEMO_STEP_SEPARATORS = ("\n",)
 
 
 class HeldOutAccuracy(TrainerCallback):
@@ -36,7 +40,8 @@ class HeldOutAccuracy(TrainerCallback):
 class ConciseProgress(TrainerCallback):
     """One progress bar with the few numbers worth watching, instead of a full log dict per step."""
 
-    SHOWN = {"reward": "reward", "prm/accuracy": "prm_acc", "prm/loss": "prm_loss", "filter/kept_fraction": "kept"}
+    SHOWN = {"reward": "reward", "prm/accuracy": "prm_acc", "prm/heldout_pairwise_accuracy": "prm_heldout",
+             "prm/loss": "prm_loss", "filter/kept_fraction": "kept"}
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.bar = tqdm(total=state.max_steps, desc="PRIME", dynamic_ncols=True)
@@ -63,6 +68,7 @@ def run_rl(
     process_reward_coef: float = 1.0,
     max_steps: int = 120,
     prompts_per_step: int = 16,
+    policy_mini_batches: int = 1,
     num_generations: int = 4,
     learning_rate: float = 1e-4,
     prm_learning_rate: float = 1e-4,
@@ -72,24 +78,36 @@ def run_rl(
     eval_every: int = 20,
     seed: int = 0,
     reward_funcs=None,
+    health_pool: RolloutPool | None = None,
+    health_every: int | None = None,
     **config_overrides,
 ):
     """Train from `sft_dir` with PRIME; `process_reward_coef=0` gives the paper's outcome-only RLOO baseline.
 
     `evaluate(model) -> float` is the held-out greedy accuracy; `config_overrides` go to `PRIMEConfig`.
-    Returns (trainer, accuracy curve).
+    `max_steps` and `eval_every` count generation batches of `prompts_per_step * num_generations` rollouts; the
+    policy takes `policy_mini_batches` optimizer steps on each (TRL's `steps_per_generation`), so PPO's ratio
+    clipping acts from the second mini-batch on. With a `health_pool`, the PRM's health on it is logged as
+    `prm/heldout_*` every `health_every` generation batches (default `eval_every`).
+    Returns (trainer, accuracy curve, PRM-health history: [] without a pool).
     """
     from datasets import Dataset
 
     from prime_trl.verifiers import math_reward
 
+    rows_per_generation = prompts_per_step * num_generations
+    if policy_mini_batches < 1 or rows_per_generation % policy_mini_batches:
+        raise ValueError(f"policy_mini_batches={policy_mini_batches} must divide the {rows_per_generation} rollouts "
+                         "of a generation batch")  # fmt: skip
+    rows_per_step = rows_per_generation // policy_mini_batches
     args = PRIMEConfig(
         output_dir=output_dir,
         use_cpu=True,
         bf16=False,
         seed=seed,
-        max_steps=max_steps,
-        per_device_train_batch_size=prompts_per_step * num_generations,
+        max_steps=max_steps * policy_mini_batches,
+        per_device_train_batch_size=rows_per_step,
+        steps_per_generation=policy_mini_batches,
         num_generations=num_generations,
         max_completion_length=max_completion_length,
         temperature=1.0,
@@ -106,7 +124,7 @@ def run_rl(
         dataloader_num_workers=0,
         **config_overrides,
     )
-    curve = HeldOutAccuracy(evaluate, eval_every, prompts_per_step * num_generations)
+    curve = HeldOutAccuracy(evaluate, eval_every * policy_mini_batches, rows_per_step)
     trainer = PRIMETrainer(
         model=sft_dir,
         reward_funcs=reward_funcs or [math_reward],
@@ -118,5 +136,10 @@ def run_rl(
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)
     trainer.add_callback(ConciseProgress())
+    health = None
+    if health_pool is not None:
+        every = (health_every or eval_every) * policy_mini_batches
+        health = PRMHealthCallback.attach(trainer, health_pool, every_n_steps=every,
+                                          step_separators=DEMO_STEP_SEPARATORS)  # fmt: skip
     trainer.train()
-    return trainer, curve.curve
+    return trainer, curve.curve, health.history if health else []
