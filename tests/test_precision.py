@@ -238,3 +238,18 @@ def test_lora_on_the_head_is_refused(tokenizer):
     model = get_peft_model(build_model(tokenizer, hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1), lora)
     with pytest.raises(ValueError, match="lm_head out of the adapter's target_modules"):
         output_head(model)
+
+
+def test_an_instance_level_head_forward_is_restored(tokenizer, batch):
+    # TRL's cast_lm_head_to_fp32 replaces the head's forward on the instance; scoring must leave that in place
+    model = build_model(tokenizer, hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1)
+    head = output_head(model)
+    trl_forward = lambda hidden: torch.nn.functional.linear(hidden.float(), head.weight.float())  # noqa: E731
+    head.forward = trl_forward
+    with torch.no_grad():
+        logps = completion_logps(model, batch)
+    assert head.forward is trl_forward
+    del head.forward
+    with torch.no_grad():
+        assert "forward" not in head.__dict__ and torch.equal(completion_logps(model, batch), logps)
+        assert "forward" not in head.__dict__
