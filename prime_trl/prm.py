@@ -17,9 +17,10 @@ from dataclasses import dataclass
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from trl.trainer.utils import selective_log_softmax, use_adapter
+from trl.trainer.utils import use_adapter
 
 from prime_trl.core import implicit_process_rewards, prm_ce_loss
+from prime_trl.logprobs import completion_token_logps
 
 PRM_ADAPTER_NAME = "prm"
 
@@ -56,20 +57,14 @@ class CompletionBatch:
 
 
 def completion_logps(model: torch.nn.Module, batch: CompletionBatch) -> torch.Tensor:
-    """Per-token log pi(y_t | y_<t) of the completion tokens at temperature 1.
+    """Per-token log pi(y_t | y_<t) of the completion tokens at temperature 1, from an fp32 LM head.
 
-    Returns (N, T). Unlike TRL's fused head (which bakes the sampling temperature in), this always scores at
-    temperature 1: the implicit reward is a log-likelihood ratio of the PRM, not of the sampler.
+    Returns (N, T) fp32. The body runs under the caller's autocast (bf16 on GPU), the head in fp32: bf16 logits
+    round log-probs to ~2^-5, which erases the small PRM-vs-reference differences the implicit reward is made of.
+    Unlike TRL's fused head (which bakes the sampling temperature in), this always scores at temperature 1: the
+    implicit reward is a log-likelihood ratio of the PRM, not of the sampler.
     """
-    num_completion = batch.completion_mask.size(1)
-    # logits at position i predict token i+1, so the T completion tokens need the T positions before them
-    logits = model(
-        input_ids=batch.input_ids,
-        attention_mask=batch.attention_mask,
-        logits_to_keep=num_completion + 1,
-        use_cache=False,
-    ).logits[:, :-1]  # (N, T, V)
-    return selective_log_softmax(logits, batch.input_ids[:, -num_completion:])  # (N, T)
+    return completion_token_logps(model, batch.input_ids, batch.attention_mask, batch.completion_mask.size(1))
 
 
 class SeparatePRM:
