@@ -69,7 +69,7 @@ def test_accuracy_plus_format_labels_with_accuracy(tiny_model_dir, tmp_path, wei
 def test_signed_reward_with_the_signed_transform(tiny_model_dir, tmp_path):
     trainer = _train(tiny_model_dir, cpu_config(tmp_path, prm_label_transform="signed"), [signed_reward])
     signed = _logged(trainer, "rewards/signed_reward/mean")
-    assert min(signed) < 0  # the outcome really left [0, 1]
+    assert min(signed) < 1  # scores are +-1, so some row scored -1: the outcome really left [0, 1]
     assert _logged(trainer, "prm/label_mean") == pytest.approx([(r + 1) / 2 for r in signed])
 
 
@@ -88,10 +88,13 @@ def test_reward_model_labels_through_the_sigmoid(tiny_model_dir, reward_model_di
     reward_model = reward_model_dir if form == "path" else AutoModelForSequenceClassification.from_pretrained(
         reward_model_dir, num_labels=1
     )
-    trainer = _train(tiny_model_dir, cpu_config(tmp_path), reward_model)
+    args = cpu_config(tmp_path)
+    trainer = _train(tiny_model_dir, args, reward_model)
     assert trainer.prm_label_rule.transforms == ("sigmoid",)
-    name = trainer.reward_func_names[0]
-    assert _logged(trainer, f"rewards/{name}/mean")
+    # GRPO keeps the last generation batch's rewards for its completions table: the last label mean is sigma's mean
+    scores = torch.tensor(list(trainer._logs["rewards"][trainer.reward_func_names[0]]))
+    assert len(scores) == args.generation_batch_size and not ((scores >= 0) & (scores <= 1)).all()
+    assert _logged(trainer, "prm/label_mean")[-1] == pytest.approx(torch.sigmoid(scores).mean().item(), rel=1e-5)
 
 
 @pytest.mark.slow
