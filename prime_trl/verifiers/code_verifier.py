@@ -50,18 +50,30 @@ def extract_code(text: str) -> str | None:
     return blocks[-1] if blocks else None
 
 
+class InvalidTests(ValueError):
+    """Code ground truth that is not APPS tests; `reason` completes "ground_truth ...", the message adds the row."""
+
+    def __init__(self, reason: str, row: int | None = None):
+        self.reason = reason
+        super().__init__(f"{f'row {row}: ' if row is not None else ''}ground_truth {reason}")
+
+
 def parse_tests(ground_truth, row: int | None = None) -> dict:
-    """APPS test dict from a JSON string or dict; raises ValueError naming the row otherwise."""
-    where = f"row {row}: " if row is not None else ""
+    """APPS test dict from a JSON string or dict; raises `InvalidTests` naming the row otherwise.
+
+    An empty test list is valid here (it scores 0.0); `prime_trl.data` rejects such rows when loading.
+    """
     tests = ground_truth
     if isinstance(tests, (str, bytes)):
         try:
             tests = json.loads(tests)
         except ValueError as e:
-            raise ValueError(f"{where}code ground_truth is not JSON: {e}") from None
+            raise InvalidTests(f"is not valid JSON for a code row ({getattr(e, 'msg', e)})", row) from None
     if not isinstance(tests, dict) or not isinstance(tests.get("inputs"), list) \
-            or not isinstance(tests.get("outputs"), list) or len(tests["inputs"]) != len(tests["outputs"]):
-        raise ValueError(f"{where}code ground_truth must be {{'inputs': [...], 'outputs': [...]}} of equal length")
+            or not isinstance(tests.get("outputs"), list):
+        raise InvalidTests('must be JSON {"inputs": [...], "outputs": [...]} for a code row', row)
+    if len(tests["inputs"]) != len(tests["outputs"]):
+        raise InvalidTests("has unequal numbers of inputs and outputs", row)
     return tests
 
 
