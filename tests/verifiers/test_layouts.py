@@ -82,6 +82,7 @@ def test_venv_in_a_folder_under_tmp(tmp_folder, home):
 
 def test_venv_in_a_project_folder_in_the_home_directory(home):
     venv = os.path.join(home, "project", ".venv")  # the home is hidden from the code, the venv bound back
+    # --copies: the venv runs its own copy of the interpreter, not a symlink to the base one
     assert_scored_like_here(run_driver(make_venv(sys.executable, venv, "--copies"), home), venv)
 
 
