@@ -19,9 +19,9 @@ from contextlib import contextmanager
 import torch
 from trl.kernels import ChunkedLogProbFunction
 
-# Vocabulary columns per tile, TRL's own default; rows are tiled by the kernel, TILE_ROWS at a time.
-VOCAB_CHUNK_SIZE = 32768
-TILE_ROWS = 4096
+# Vocabulary columns per fp32 tile (TRL's GRPO head uses 32768): a quarter of that bounds a tile at 128 MiB, and
+# on devices without Triton the backward's few tile-sized temporaries with it. The kernel takes 4096 rows a tile.
+VOCAB_CHUNK_SIZE = 8192
 # Config fields by which some families transform the logits after the head (Gemma2 soft-capping, Cohere, Granite,
 # MiniCPM, Falcon-H1 scaling). Qwen2 and Llama set none of them; the head here reproduces none.
 LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "output_multiplier", "lm_head_multiplier", "logits_scaling")
@@ -36,9 +36,10 @@ def fp32_head_logps(
     hidden: (..., H) any float dtype; weight: (V, H); bias: (V,) or None; labels: (...) token ids.
     Returns (...) fp32, differentiable in hidden, weight and bias.
 
-    Memory: one fp32 tile of min(M, 4096) x min(V, vocab_chunk_size) logits (at most 512 MiB at the default chunk,
-    ~10 MiB for 80 tokens) plus an fp32 copy of the hidden states (M, H), where M = numel(labels). The weight is
-    upcast one vocabulary chunk at a time, never whole; a trainable weight gets an fp32 (V, H) gradient buffer.
+    Memory: one fp32 tile of min(M, 4096) x min(V, vocab_chunk_size) logits (at most 128 MiB at the default chunk,
+    2.5 MiB for 80 tokens; without Triton the backward adds a few temporaries of that size) plus an fp32 copy of
+    the hidden states (M, H), M = numel(labels); never the (M, V) logits. The weight is upcast one vocabulary chunk
+    at a time, never whole; a trainable weight gets an fp32 (V, H) gradient buffer in the backward.
     """
     shape = labels.shape
     with torch.autocast(hidden.device.type, enabled=False):
