@@ -192,7 +192,8 @@ def head_main(args, env) -> None:
         results[variant] = json.loads(done.stdout.strip().splitlines()[-1])
     logits_mib = args.rows * (args.tokens + 1) * args.vocab * 2 / 2**20
     print(f"peak during the pass minus before it; for scale, the bf16 logits alone are {logits_mib:.0f} MiB")
-    print(f"{'variant':<14}" + "".join(f"{p + ' peak':>26}{'vs bf16-logits':>16}{'s':>7}" for p in results["fp32-head"]))
+    header = "".join(f"{name + ' peak':>26}{'vs bf16-logits':>16}{'s':>7}" for name in results["fp32-head"])
+    print(f"{'variant':<14}{header}")
     for variant, passes in results.items():
         cells = []
         for name, r in passes.items():

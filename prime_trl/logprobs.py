@@ -24,7 +24,9 @@ from trl.kernels import ChunkedLogProbFunction
 VOCAB_CHUNK_SIZE = 8192
 # Config fields by which some families transform the logits after the head (Gemma2 soft-capping, Cohere, Granite,
 # MiniCPM, Falcon-H1 scaling). Qwen2 and Llama set none of them; the head here reproduces none.
-LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "output_multiplier", "lm_head_multiplier", "logits_scaling")
+LOGIT_TRANSFORMS = (
+    "final_logit_softcapping", "logit_scale", "output_multiplier", "lm_head_multiplier", "logits_scaling",
+)
 
 
 def fp32_head_logps(
