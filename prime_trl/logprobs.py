@@ -1,7 +1,7 @@
 """Per-token log-probabilities from an fp32 LM head, with the transformer body in whatever precision it runs.
 
 The implicit reward r_t = beta * (log pi_prm - log pi_ref) is the difference of two nearly equal log-probs. From
-bf16 logits, log-probs near -8 are rounded to steps of 2^-5, while one PRM step at lr 1e-6 moves them by ~1e-4:
+bf16 logits, log-probs between -8 and -4 are rounded to steps of 2^-5, while one PRM step at lr 1e-6 moves them by ~1e-4:
 the difference comes out exactly 0 on most tokens and a rounding jump on the rest. So the body (the costly part)
 keeps running under the caller's autocast, and only the head, hidden (M, H) @ W (V, H)^T, runs in fp32.
 
@@ -79,14 +79,15 @@ def output_head(model: torch.nn.Module) -> torch.nn.Module:
 
 @contextmanager
 def head_returns_logps(head: torch.nn.Linear, labels: torch.Tensor, vocab_chunk_size: int = VOCAB_CHUNK_SIZE):
-    """Within the block, `head(hidden (N, T, H))` returns fp32 log-probs (N, T) of `labels` (N, T) instead of logits.
+    """Within the block, `head(hidden (N, T+1, H))` returns the fp32 log-probs (N, T) of `labels` (N, T) instead of
+    logits: position i scores token i+1, so the last position, which predicts past the labels, is dropped.
 
     Overrides the instance's `forward` (not `__call__`), so hooks on the head, such as ZeRO-3's gather, still run.
     """
     previous = head.__dict__.get("forward")  # an instance-level forward someone else set, restored after
 
-    def forward(hidden):  # (N, T, H) -> (N, T)
-        return fp32_head_logps(hidden, head.weight, head.bias, labels.to(hidden.device), vocab_chunk_size)
+    def forward(hidden):  # (N, T+1, H) -> (N, T)
+        return fp32_head_logps(hidden[:, :-1], head.weight, head.bias, labels.to(hidden.device), vocab_chunk_size)
 
     head.forward = forward
     try:
@@ -107,11 +108,10 @@ def completion_token_logps(
     input_ids, attention_mask: (N, L). Returns (N, T) fp32, T = num_completion. The body runs under whatever
     autocast the caller set; see `fp32_head_logps` for the head's memory.
     """
-    # the hidden state at position i predicts token i+1: the T completion tokens need the T positions before them;
-    # the head sees T+1 positions (logits_to_keep), the last of which predicts nothing and gets a dummy label
-    labels = torch.nn.functional.pad(input_ids[:, -num_completion:], (0, 1))  # (N, T+1)
+    # the hidden state at position i predicts token i+1: the T completion tokens need the T positions before them,
+    # so the head gets the last T+1 positions (logits_to_keep) and drops the last
+    labels = input_ids[:, -num_completion:]  # (N, T)
     with head_returns_logps(output_head(model), labels, vocab_chunk_size):
-        logps = model(
+        return model(
             input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=num_completion + 1, use_cache=False
-        ).logits  # (N, T+1): the head's output, log-probs here
-    return logps[:, :-1]  # (N, T)
+        ).logits  # (N, T): the head's output, log-probs here
