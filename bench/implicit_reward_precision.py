@@ -1,6 +1,7 @@
 """How precisely bf16 autocast computes the log-ratios PRIME and GRPO depend on, against fp32, side by side.
 
-    python bench/implicit_reward_precision.py [--hidden 256] [--layers 2] [--rows 4] [--tokens 64] [--seeds 3] [--lr 1e-6]
+    python bench/implicit_reward_precision.py [--hidden 256] [--layers 2] [--rows 4] [--tokens 64] [--seeds 3]
+                                              [--lr 1e-6]
 
 Implicit reward (PRIME): reference = a random Qwen2, PRM = the same after one AdamW step at `--lr` (default 1e-6,
 the paper's PRM rate) on the rows' log-likelihood; log-ratio = log pi_prm - log pi_ref per completion token, for both
@@ -139,13 +140,14 @@ def main():
                 for s in range(args.seeds)]
     columns = {"mean |x|": "{:.1e}", "mean err": "{:.1e}", "max err": "{:.1e}", "zeros %": "{:.1f}", "corr": "{:.2f}"}
     print("each cell: mean over seeds [min, max]")
-    print(f"{'log-ratio':<48}" + "".join(f"{c:>26}" for c in columns))
+    print(f"{'log-ratio':<48}" + "".join(f"{c:>28}" for c in columns))
     for row in per_seed[0]:
         cells = []
         for column, fmt in columns.items():
             values = [seed_rows[row][column] for seed_rows in per_seed]
-            cells.append(f"{fmt.format(statistics.mean(values))} [{fmt.format(min(values))}, {fmt.format(max(values))}]")
-        print(f"{row:<48}" + "".join(f"{cell:>26}" for cell in cells))
+            mean, low, high = (fmt.format(x) for x in (statistics.mean(values), min(values), max(values)))
+            cells.append(f"{mean} [{low}, {high}]")
+        print(f"{row:<48}" + "".join(f"{cell:>28}" for cell in cells))
 
 if __name__ == "__main__":
     main()

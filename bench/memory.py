@@ -25,7 +25,7 @@ micro-batch of `--rows` x `--tokens` completion tokens, forward only (reference 
 (the update), each variant in a fresh process; a small body (`--head-hidden`, 2 layers) so the head dominates:
 - bf16-logits: the model's bf16 logits (N, T+1, V), log-softmax in bf16 (prime-trl before the fp32 head);
 - fp32-logits: the same logits upcast to fp32, unchunked (the naive fix);
-- fp32-head:   `prime_trl.prm.completion_logps`, the fp32 head in tiles of <= 4096 tokens x 32768 vocabulary.
+- fp32-head:   `prime_trl.prm.completion_logps`, the fp32 head in tiles of <= 4096 tokens x 8192 vocabulary.
 Peak = CUDA max allocated, or peak RSS, during the pass minus before it (after a warm-up pass that allocates the
 gradients, so persistent gradient buffers are not counted; transient ones are).
 """
@@ -192,7 +192,8 @@ def head_main(args, env) -> None:
         results[variant] = json.loads(done.stdout.strip().splitlines()[-1])
     logits_mib = args.rows * (args.tokens + 1) * args.vocab * 2 / 2**20
     print(f"peak during the pass minus before it; for scale, the bf16 logits alone are {logits_mib:.0f} MiB")
-    print(f"{'variant':<14}" + "".join(f"{p + ' peak':>26}{'vs bf16-logits':>16}{'s':>7}" for p in results["fp32-head"]))
+    header = "".join(f"{name + ' peak':>26}{'vs bf16-logits':>16}{'s':>7}" for name in results["fp32-head"])
+    print(f"{'variant':<14}{header}")
     for variant, passes in results.items():
         cells = []
         for name, r in passes.items():

@@ -4,7 +4,9 @@ An implicit PRM is a causal LM pi_phi trained only on outcome labels; against it
 every response token the reward r_t = beta * log[pi_phi(y_t|y_<t) / pi_ref(y_t|y_<t)] (paper Eq. 3), and a
 step's reward is the sum of the token rewards inside it (so the step rewards sum to the sequence reward
 r_phi(y), the logit of P(correct)). The formula is `prime_trl.core.implicit_process_rewards`; the forward passes
-are `prime_trl.prm.completion_logps` (temperature 1), on the same placements the trainer uses.
+are `prime_trl.prm.completion_logps` (temperature 1, fp32 head over the model's own dtype), on the same placements
+the trainer uses. A model loaded in bf16 (`dtype="auto"` on a bf16 checkpoint) still rounds in its body; load in
+float32 for rewards exact to fp32 (see the README on the implicit reward's precision).
 
 Three kinds of checkpoint load with `ImplicitPRM.from_pretrained(prm_path, ref_path=None, beta=0.05)`:
 - a PRM adapter (a directory with `adapter_config.json`, e.g. `<output_dir>/prm` of an adapter-placement

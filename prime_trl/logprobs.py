@@ -1,7 +1,7 @@
 """Per-token log-probabilities from an fp32 LM head, with the transformer body in whatever precision it runs.
 
 The implicit reward r_t = beta * (log pi_prm - log pi_ref) is the difference of two nearly equal log-probs. From
-bf16 logits, log-probs near -8 are rounded to steps of 2^-5, while one PRM step at lr 1e-6 moves them by ~1e-4:
+bf16 logits, log-probs between -8 and -4 are rounded to steps of 2^-5, while one PRM step at lr 1e-6 moves them by ~1e-4:
 the difference comes out exactly 0 on most tokens and a rounding jump on the rest. So the body (the costly part)
 keeps running under the caller's autocast, and only the head, hidden (M, H) @ W (V, H)^T, runs in fp32.
 
@@ -19,12 +19,14 @@ from contextlib import contextmanager
 import torch
 from trl.kernels import ChunkedLogProbFunction
 
-# Vocabulary columns per tile, TRL's own default; rows are tiled by the kernel, TILE_ROWS at a time.
-VOCAB_CHUNK_SIZE = 32768
-TILE_ROWS = 4096
+# Vocabulary columns per fp32 tile (TRL's GRPO head uses 32768): a quarter of that bounds a tile at 128 MiB, and
+# on devices without Triton the backward's few tile-sized temporaries with it. The kernel takes 4096 rows a tile.
+VOCAB_CHUNK_SIZE = 8192
 # Config fields by which some families transform the logits after the head (Gemma2 soft-capping, Cohere, Granite,
 # MiniCPM, Falcon-H1 scaling). Qwen2 and Llama set none of them; the head here reproduces none.
-LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "output_multiplier", "lm_head_multiplier", "logits_scaling")
+LOGIT_TRANSFORMS = (
+    "final_logit_softcapping", "logit_scale", "output_multiplier", "lm_head_multiplier", "logits_scaling",
+)
 
 
 def fp32_head_logps(
@@ -36,9 +38,10 @@ def fp32_head_logps(
     hidden: (..., H) any float dtype; weight: (V, H); bias: (V,) or None; labels: (...) token ids.
     Returns (...) fp32, differentiable in hidden, weight and bias.
 
-    Memory: one fp32 tile of min(M, 4096) x min(V, vocab_chunk_size) logits (at most 512 MiB at the default chunk,
-    ~10 MiB for 80 tokens) plus an fp32 copy of the hidden states (M, H), where M = numel(labels). The weight is
-    upcast one vocabulary chunk at a time, never whole; a trainable weight gets an fp32 (V, H) gradient buffer.
+    Memory: one fp32 tile of min(M, 4096) x min(V, vocab_chunk_size) logits (at most 128 MiB at the default chunk,
+    2.5 MiB for 80 tokens; without Triton the backward adds a few temporaries of that size) plus an fp32 copy of
+    the hidden states (M, H), M = numel(labels); never the (M, V) logits. The weight is upcast one vocabulary chunk
+    at a time, never whole; a trainable weight gets an fp32 (V, H) gradient buffer in the backward.
     """
     shape = labels.shape
     with torch.autocast(hidden.device.type, enabled=False):
@@ -76,14 +79,15 @@ def output_head(model: torch.nn.Module) -> torch.nn.Module:
 
 @contextmanager
 def head_returns_logps(head: torch.nn.Linear, labels: torch.Tensor, vocab_chunk_size: int = VOCAB_CHUNK_SIZE):
-    """Within the block, `head(hidden (N, T, H))` returns fp32 log-probs (N, T) of `labels` (N, T) instead of logits.
+    """Within the block, `head(hidden (N, T+1, H))` returns the fp32 log-probs (N, T) of `labels` (N, T) instead of
+    logits: position i scores token i+1, so the last position, which predicts past the labels, is dropped.
 
     Overrides the instance's `forward` (not `__call__`), so hooks on the head, such as ZeRO-3's gather, still run.
     """
     previous = head.__dict__.get("forward")  # an instance-level forward someone else set, restored after
 
-    def forward(hidden):  # (N, T, H) -> (N, T)
-        return fp32_head_logps(hidden, head.weight, head.bias, labels.to(hidden.device), vocab_chunk_size)
+    def forward(hidden):  # (N, T+1, H) -> (N, T)
+        return fp32_head_logps(hidden[:, :-1], head.weight, head.bias, labels.to(hidden.device), vocab_chunk_size)
 
     head.forward = forward
     try:
@@ -104,11 +108,10 @@ def completion_token_logps(
     input_ids, attention_mask: (N, L). Returns (N, T) fp32, T = num_completion. The body runs under whatever
     autocast the caller set; see `fp32_head_logps` for the head's memory.
     """
-    # the hidden state at position i predicts token i+1: the T completion tokens need the T positions before them;
-    # the head sees T+1 positions (logits_to_keep), the last of which predicts nothing and gets a dummy label
-    labels = torch.nn.functional.pad(input_ids[:, -num_completion:], (0, 1))  # (N, T+1)
+    # the hidden state at position i predicts token i+1: the T completion tokens need the T positions before them,
+    # so the head gets the last T+1 positions (logits_to_keep) and drops the last
+    labels = input_ids[:, -num_completion:]  # (N, T)
     with head_returns_logps(output_head(model), labels, vocab_chunk_size):
-        logps = model(
+        return model(
             input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=num_completion + 1, use_cache=False
-        ).logits  # (N, T+1): the head's output, log-probs here
-    return logps[:, :-1]  # (N, T)
+        ).logits  # (N, T): the head's output, log-probs here
