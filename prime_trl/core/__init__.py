@@ -11,6 +11,14 @@ from prime_trl.core.advantages import (
     rloo_returns,
     rloo_returns_paper_eq5,
 )
+from prime_trl.core.estimators import (
+    gae_advantages,
+    grpo_outcome_advantages,
+    grpo_process_returns,
+    grpo_returns,
+    ppo_token_rewards,
+    reinforce_returns,
+)
 from prime_trl.core.filtering import accuracy_filter
 from prime_trl.core.losses import ppo_clip_loss, prm_ce_loss
 from prime_trl.core.metrics import prm_pairwise_accuracy
@@ -20,6 +28,10 @@ from prime_trl.core.rewards import implicit_process_rewards, normalize_process_r
 __all__ = [
     "accuracy_filter",
     "discounted_returns",
+    "gae_advantages",
+    "grpo_outcome_advantages",
+    "grpo_process_returns",
+    "grpo_returns",
     "implicit_process_rewards",
     "masked_whiten",
     "min_form_returns",
@@ -27,8 +39,10 @@ __all__ = [
     "normalize_process_rewards",
     "outcome_rewards",
     "ppo_clip_loss",
+    "ppo_token_rewards",
     "prm_ce_loss",
     "prm_pairwise_accuracy",
+    "reinforce_returns",
     "rloo_returns",
     "rloo_returns_paper_eq5",
     "sequence_implicit_rewards",
