@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from trl import GRPOConfig
 
+from prime_trl.estimators import ADVANTAGE_ESTIMATORS
+
 PRM_UPDATE_MODES = ("after", "before", "none")
 PRM_PLACEMENTS = ("separate", "adapter")
 PROCESS_REWARD_NORMS = ("batch_norm", "none")
@@ -119,8 +121,26 @@ class PRIMEConfig(GRPOConfig):
         default=0.1, metadata={"help": "Temperature of PURE's softmin re-weighting (PURE's code: 0.1). Must be > 0."}
     )
 
+    # Advantage estimator, and the PRM's reference and loss variants (paper §5 Table 4, App. B.1, App. C.2)
+    advantage_estimator: str = field(
+        default="rloo",
+        metadata={"help": "How rewards become advantages. 'rloo': PRIME's RLOO returns of each source, whitened (paper "
+                  "§3.2). 'reinforce': the same returns without baselines, whitened. 'grpo': GRPO's group-normalised "
+                  "outcome (TRL's `scale_rewards`) on every token plus the group-normalised process return "
+                  "(DeepSeekMath §4.1.3), not whitened; with process rewards off it is exactly GRPO. 'ppo': GAE "
+                  "(`gae_gamma`, `gae_lambda`) with a learned value model. The paper's Table 4 runs all four.",
+                  "choices": list(ADVANTAGE_ESTIMATORS)},
+    )
+    gae_gamma: float = field(
+        default=1.0, metadata={"help": "GAE discount for 'ppo', in (0, 1]. 1 as PRIME's returns (no discount)."}
+    )
+    gae_lambda: float = field(
+        default=0.95, metadata={"help": "GAE lambda for 'ppo', in [0, 1]; 0.95 as in veRL's PPO defaults."}
+    )
+
     def __post_init__(self):
         super().__post_init__()
+        self._check_estimator_options()
         _check_choice("prm_update", self.prm_update, PRM_UPDATE_MODES)
         _check_choice("process_reward_norm", self.process_reward_norm, PROCESS_REWARD_NORMS)
         _check_choice("process_credit_assignment", self.process_credit_assignment, CREDIT_ASSIGNMENTS)
@@ -151,6 +171,18 @@ class PRIMEConfig(GRPOConfig):
             raise ValueError(
                 "prm_placement='adapter' shares the policy's base model, so prm_model_name_or_path and "
                 "prm_ref_model_name_or_path cannot be set; use prm_placement='separate' for another PRM checkpoint."
+            )
+
+    def _check_estimator_options(self) -> None:
+        _check_choice("advantage_estimator", self.advantage_estimator, ADVANTAGE_ESTIMATORS)
+        if not 0.0 < self.gae_gamma <= 1.0:
+            raise ValueError(f"gae_gamma must lie in (0, 1], got {self.gae_gamma}.")
+        if not 0.0 <= self.gae_lambda <= 1.0:
+            raise ValueError(f"gae_lambda must lie in [0, 1], got {self.gae_lambda}.")
+        if self.advantage_estimator == "grpo" and self.multi_objective_aggregation != "sum_then_normalize":
+            raise ValueError(
+                "advantage_estimator='grpo' normalises PRIME's weighted-sum outcome, i.e. "
+                f"multi_objective_aggregation='sum_then_normalize'; got {self.multi_objective_aggregation!r}."
             )
 
 

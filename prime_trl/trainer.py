@@ -31,12 +31,11 @@ from prime_trl.checkpoint import (
 from prime_trl.config import PRIMEConfig
 from prime_trl.core import (
     accuracy_filter,
-    masked_whiten,
     min_form_rewards,
     normalize_process_rewards,
     prm_pairwise_accuracy,
-    rloo_returns,
 )
+from prime_trl.estimators import ADVANTAGE_ESTIMATORS, EstimatorInputs
 from prime_trl.prm import PLACEMENTS, PRM_ADAPTER_NAME, CompletionBatch, OnlinePRM
 
 PRM_DIR = "prm"
@@ -218,24 +217,15 @@ class PRIMETrainer(GRPOTrainer):
         return output
 
     def _token_advantages(self, process_rewards, scores, mask):
-        """(B_global, T) advantages: normalise process rewards, RLOO returns of both sources, whiten."""
+        """(B_global, T) advantages: preprocess process rewards, then the configured estimator (`ADVANTAGE_ESTIMATORS`)."""
         args = self.args
         process_rewards = CREDIT_ASSIGNMENT[args.process_credit_assignment](
             process_rewards, mask, args.min_form_temperature
         )
         if args.process_reward_norm == "batch_norm":
             process_rewards = normalize_process_rewards(process_rewards, mask)
-        returns = rloo_returns(
-            process_rewards,
-            scores,
-            mask,
-            self.num_generations,
-            process_coef=args.process_reward_coef,
-            outcome_coef=args.outcome_reward_coef,
-            gamma_process=args.gamma_process,
-            gamma_outcome=args.gamma_outcome,
-        )
-        return masked_whiten(returns, mask) * mask
+        inputs = EstimatorInputs(process_rewards, scores, mask, self.num_generations)
+        return ADVANTAGE_ESTIMATORS[args.advantage_estimator](inputs, args).advantages
 
     def _gather_padded(self, tensor: torch.Tensor) -> torch.Tensor:
         """(B_local, T_local) -> (B_global, T_max): completions have different lengths on each process."""
