@@ -20,7 +20,7 @@ from prime_trl.core.estimators import (
     reinforce_returns,
 )
 from prime_trl.core.filtering import accuracy_filter
-from prime_trl.core.losses import ppo_clip_loss, prm_ce_loss
+from prime_trl.core.losses import ppo_clip_loss, prm_ce_loss, prm_dpo_loss
 from prime_trl.core.metrics import prm_pairwise_accuracy
 from prime_trl.core.min_form import min_form_returns, min_form_rewards
 from prime_trl.core.rewards import implicit_process_rewards, normalize_process_rewards, sequence_implicit_rewards
@@ -41,6 +41,7 @@ __all__ = [
     "ppo_clip_loss",
     "ppo_token_rewards",
     "prm_ce_loss",
+    "prm_dpo_loss",
     "prm_pairwise_accuracy",
     "reinforce_returns",
     "rloo_returns",
