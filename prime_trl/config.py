@@ -6,10 +6,12 @@ from dataclasses import dataclass, field
 
 from trl import GRPOConfig
 
-from prime_trl.estimators import ADVANTAGE_ESTIMATORS
+from prime_trl.estimators import ADVANTAGE_ESTIMATORS, NEEDS_VALUE_MODEL
+from prime_trl.prm import PLACEMENTS, PRM_LOSSES, PRM_REFERENCES, UPDATE_MODES
 
-PRM_UPDATE_MODES = ("after", "before", "none")
-PRM_PLACEMENTS = ("separate", "adapter")
+# Each option's choices come from the dict that implements it, so the two cannot drift apart.
+PRM_UPDATE_MODES = tuple(UPDATE_MODES)
+PRM_PLACEMENTS = tuple(PLACEMENTS)
 PROCESS_REWARD_NORMS = ("batch_norm", "none")
 CREDIT_ASSIGNMENTS = ("sum", "min_form")
 
@@ -131,6 +133,20 @@ class PRIMEConfig(GRPOConfig):
                   "(`gae_gamma`, `gae_lambda`) with a learned value model. The paper's Table 4 runs all four.",
                   "choices": list(ADVANTAGE_ESTIMATORS)},
     )
+    prm_ref_type: str = field(
+        default="frozen",
+        metadata={"help": "Reference of the implicit reward (the authors' `ref_type`). 'frozen': a frozen model, the "
+                  "PRM's start (paper default). 'policy': the policy's own log-probs of its samples at temperature 1, "
+                  "so no reference model is held or run (paper App. B.1 finds both give similar rewards).",
+                  "choices": list(PRM_REFERENCES)},
+    )
+    prm_loss_type: str = field(
+        default="ce",
+        metadata={"help": "Loss of the online PRM update. 'ce': cross-entropy on the outcome (paper Alg. 1). 'dpo': "
+                  "veRL's pairwise DPO loss of each row against its group's other side (paper App. C.2: similar "
+                  "results, CE chosen for memory); costs one more PRM forward per batch.",
+                  "choices": list(PRM_LOSSES)},
+    )
     gae_gamma: float = field(
         default=1.0, metadata={"help": "GAE discount for 'ppo', in (0, 1]. 1 as PRIME's returns (no discount)."}
     )
@@ -179,6 +195,17 @@ class PRIMEConfig(GRPOConfig):
             raise ValueError(f"gae_gamma must lie in (0, 1], got {self.gae_gamma}.")
         if not 0.0 <= self.gae_lambda <= 1.0:
             raise ValueError(f"gae_lambda must lie in [0, 1], got {self.gae_lambda}.")
+        _check_choice("prm_ref_type", self.prm_ref_type, PRM_REFERENCES)
+        _check_choice("prm_loss_type", self.prm_loss_type, PRM_LOSSES)
+        if self.prm_ref_type == "policy" and self.prm_ref_model_name_or_path:
+            raise ValueError("prm_ref_type='policy' takes the policy as the PRM's reference; unset prm_ref_model_name_or_path.")
+        local_rows = self.per_device_train_batch_size * self.steps_per_generation
+        if self.prm_loss_type == "dpo" and local_rows % self.num_generations != 0:
+            raise ValueError(
+                f"prm_loss_type='dpo' compares rows within a group, so each process's {local_rows} rows "
+                f"(per_device_train_batch_size * steps_per_generation) must be a multiple of num_generations="
+                f"{self.num_generations}."
+            )
         if self.advantage_estimator == "grpo" and self.multi_objective_aggregation != "sum_then_normalize":
             raise ValueError(
                 "advantage_estimator='grpo' normalises PRIME's weighted-sum outcome, i.e. "

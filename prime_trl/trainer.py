@@ -115,6 +115,8 @@ class PRIMETrainer(GRPOTrainer):
             max_grad_norm=args.prm_max_grad_norm,
             micro_batch_size=args.prm_micro_batch_size or args.per_device_train_batch_size,
             num_mini_batches=args.prm_num_mini_batches,
+            loss_type=args.prm_loss_type,
+            num_generations=self.num_generations,
         )
 
     @property
@@ -145,7 +147,8 @@ class PRIMETrainer(GRPOTrainer):
             prm_model.gradient_checkpointing_enable(
                 gradient_checkpointing_kwargs=self.args.gradient_checkpointing_kwargs or {"use_reentrant": False}
             )
-        prm_model, prm_ref_model = prm_model.to(device).train(), prm_ref_model.to(device)
+        prm_model = prm_model.to(device).train()
+        prm_ref_model = prm_ref_model.to(device) if prm_ref_model is not None else None
         if _is_data_parallel(self.accelerator):
             # DDP, like the policy: gradients all-reduced in buckets overlapping the backward. Under DeepSpeed or
             # FSDP the accelerator's single engine belongs to the policy (TRL_NOTES §4.3); the PRM stays replicated.
@@ -195,7 +198,7 @@ class PRIMETrainer(GRPOTrainer):
         if self.prm_in_use:
             kept_local = keep_rows[local].nonzero().squeeze(1)
             kept_batch = batch.rows(kept_local)
-            ref_logps = self.prm.ref_logps(kept_batch)
+            ref_logps = self._prm_reference_logps(output, kept_local, kept_batch)
             process_rewards[kept_local], prm_metrics = self.prm.step(
                 self.args.prm_update, kept_batch, ref_logps, labels[local][kept_local]
             )
@@ -215,6 +218,13 @@ class PRIMETrainer(GRPOTrainer):
 
         self._log_prime_metrics(prm_metrics, rewards_g, labels, mask_g, keep_rows, keep_groups)
         return output
+
+    def _prm_reference_logps(self, output: dict, rows: torch.Tensor, batch: CompletionBatch) -> torch.Tensor:
+        """(N, T) log pi_ref of the kept rows under `prm_ref_type`. GRPO's sampling-time log-probs are at the
+        sampling temperature, so they serve as the policy reference only when that temperature is 1."""
+        sampling = output.get("old_per_token_logps") if self.args.temperature == 1.0 else None
+        sampling = sampling[rows] if sampling is not None else None
+        return self.prm.reference_logps(self.args.prm_ref_type, self.model, batch, sampling)
 
     def _token_advantages(self, process_rewards, scores, mask):
         """(B_global, T) advantages: preprocess process rewards, then the configured estimator (`ADVANTAGE_ESTIMATORS`)."""
@@ -397,6 +407,10 @@ def _separate_prm_models(model, args: PRIMEConfig, prm_model, prm_ref_model, qua
 
     if prm_model is None:
         prm_model = load(args.prm_model_name_or_path or model)
+    if args.prm_ref_type == "policy":
+        if prm_ref_model is not None:
+            raise ValueError("prm_ref_type='policy' takes the policy as the PRM's reference; do not pass prm_ref_model.")
+        return prm_model, None  # the policy's log-probs are the reference: no model to hold
     if prm_ref_model is None:
         source = args.prm_ref_model_name_or_path
         prm_ref_model = load(source) if source else copy.deepcopy(prm_model)
