@@ -127,7 +127,8 @@ class PRIMEConfig(GRPOConfig):
     advantage_estimator: str = field(
         default="rloo",
         metadata={"help": "How rewards become advantages. 'rloo': PRIME's RLOO returns of each source, whitened (paper "
-                  "§3.2). 'reinforce': the same returns without baselines, whitened. 'grpo': GRPO's group-normalised "
+                  "§3.2, as the authors' code runs it). 'rloo_paper_eq5': the same as the paper's Eq. 5 writes it (the "
+                  "baseline subtracted on every token; equal to 'rloo' at the first token). 'reinforce': the same returns without baselines, whitened. 'grpo': GRPO's group-normalised "
                   "outcome (TRL's `scale_rewards`) on every token plus the group-normalised process return "
                   "(DeepSeekMath §4.1.3), not whitened; with process rewards off it is exactly GRPO. 'ppo': GAE "
                   "(`gae_gamma`, `gae_lambda`) with a learned value model. The paper's Table 4 runs all four.",
@@ -206,6 +207,8 @@ class PRIMEConfig(GRPOConfig):
                 f"(per_device_train_batch_size * steps_per_generation) must be a multiple of num_generations="
                 f"{self.num_generations}."
             )
+        if self.advantage_estimator == "rloo_paper_eq5" and self.gamma_outcome != 1.0:
+            raise ValueError("advantage_estimator='rloo_paper_eq5' adds the outcome undiscounted (Eq. 5): gamma_outcome must be 1.")
         if self.advantage_estimator == "grpo" and self.multi_objective_aggregation != "sum_then_normalize":
             raise ValueError(
                 "advantage_estimator='grpo' normalises PRIME's weighted-sum outcome, i.e. "

@@ -18,6 +18,7 @@ from prime_trl.core import (
     ppo_token_rewards,
     reinforce_returns,
     rloo_returns,
+    rloo_returns_paper_eq5,
 )
 
 
@@ -54,6 +55,15 @@ def _rloo(x: EstimatorInputs, args) -> EstimatorOutput:
     return EstimatorOutput(masked_whiten(returns, x.mask) * x.mask)
 
 
+def _rloo_paper_eq5(x: EstimatorInputs, args) -> EstimatorOutput:
+    # PRIME's RLOO as the paper's Eq. 5 writes it (baseline on every token, outcome undiscounted), whitened
+    returns = rloo_returns_paper_eq5(
+        x.process_rewards, x.outcome_scores, x.mask, x.num_generations,
+        args.process_reward_coef, args.outcome_reward_coef, args.gamma_process,
+    )  # fmt: skip
+    return EstimatorOutput(masked_whiten(returns, x.mask) * x.mask)
+
+
 def _reinforce(x: EstimatorInputs, args) -> EstimatorOutput:
     # REINFORCE: the same returns without the leave-one-out baselines, whitened like PRIME's
     returns = reinforce_returns(
@@ -81,6 +91,12 @@ def _ppo(x: EstimatorInputs, args) -> EstimatorOutput:
     return EstimatorOutput(masked_whiten(advantages, x.mask) * x.mask, returns)
 
 
-ADVANTAGE_ESTIMATORS = {"rloo": _rloo, "reinforce": _reinforce, "grpo": _grpo, "ppo": _ppo}
+ADVANTAGE_ESTIMATORS = {
+    "rloo": _rloo,
+    "rloo_paper_eq5": _rloo_paper_eq5,
+    "reinforce": _reinforce,
+    "grpo": _grpo,
+    "ppo": _ppo,
+}
 # Estimators that need a learned value model (built and trained by `prime_trl.value`).
 NEEDS_VALUE_MODEL = frozenset({"ppo"})

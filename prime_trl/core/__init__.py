@@ -22,7 +22,7 @@ from prime_trl.core.estimators import (
 from prime_trl.core.filtering import accuracy_filter
 from prime_trl.core.losses import ppo_clip_loss, prm_ce_loss, prm_dpo_loss
 from prime_trl.core.metrics import prm_pairwise_accuracy
-from prime_trl.core.min_form import min_form_returns, min_form_rewards
+from prime_trl.core.min_form import min_form_rewards
 from prime_trl.core.rewards import implicit_process_rewards, normalize_process_rewards, sequence_implicit_rewards
 
 __all__ = [
@@ -34,7 +34,6 @@ __all__ = [
     "grpo_returns",
     "implicit_process_rewards",
     "masked_whiten",
-    "min_form_returns",
     "min_form_rewards",
     "normalize_process_rewards",
     "outcome_rewards",
