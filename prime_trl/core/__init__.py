@@ -12,6 +12,7 @@ from prime_trl.core.advantages import (
     rloo_returns_paper_eq5,
 )
 from prime_trl.core.estimators import (
+    explained_variance,
     gae_advantages,
     grpo_outcome_advantages,
     grpo_process_returns,
@@ -20,14 +21,16 @@ from prime_trl.core.estimators import (
     reinforce_returns,
 )
 from prime_trl.core.filtering import accuracy_filter
-from prime_trl.core.losses import ppo_clip_loss, prm_ce_loss, prm_dpo_loss
+from prime_trl.core.losses import clipped_value_loss, ppo_clip_loss, prm_ce_loss, prm_dpo_loss
 from prime_trl.core.metrics import prm_pairwise_accuracy
 from prime_trl.core.min_form import min_form_rewards
 from prime_trl.core.rewards import implicit_process_rewards, normalize_process_rewards, sequence_implicit_rewards
 
 __all__ = [
     "accuracy_filter",
+    "clipped_value_loss",
     "discounted_returns",
+    "explained_variance",
     "gae_advantages",
     "grpo_outcome_advantages",
     "grpo_process_returns",

@@ -227,3 +227,14 @@ def _nan_std(values: torch.Tensor, dim: int | None = None) -> torch.Tensor:
     count = (~values.isnan()).sum(dim=dim, keepdim=True).to(values.dtype)
     variance = torch.nanmean((values - mean) ** 2, dim=dim, keepdim=True) * count / (count - 1)
     return variance.sqrt()
+
+
+def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """1 - Var[R - V] / Var[R] over valid tokens: 1 for a perfect value model, 0 for a constant one.
+
+    Shapes: values (B, T), returns (B, T), mask (B, T) -> scalar; NaN when Var[R] = 0 or no token is valid.
+    """
+    mask = mask.bool()
+    returns, residual = returns[mask], (returns - values)[mask]  # (N,)
+    # population variances, as cleanrl's explained_variance
+    return 1 - residual.var(unbiased=False) / returns.var(unbiased=False)

@@ -148,3 +148,37 @@ def prm_dpo_loss(
     per_row = -F.logsigmoid(sign * (rewards - other))
     per_row = torch.where(row_valid, per_row, torch.zeros_like(per_row))
     return _REDUCTIONS[reduction](per_row, row_valid.sum())
+
+
+def clipped_value_loss(
+    values: torch.Tensor,
+    old_values: torch.Tensor,
+    returns: torch.Tensor,
+    mask: torch.Tensor,
+    clip_range: float = 0.2,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """PPO's clipped value loss (Schulman et al. 2017; veRL's `compute_value_loss`), over valid tokens.
+
+    V_clip = V_old + clip(V - V_old, -c, c);  L_t = 0.5 * max((V - R)^2, (V_clip - R)^2).
+
+    Args:
+        values (torch.Tensor): V(s_t) of the value model being trained, shape (B, T); carries the gradient.
+        old_values (torch.Tensor): V_old(s_t) at rollout time, shape (B, T).
+        returns (torch.Tensor): value targets R_t (GAE returns), shape (B, T).
+        mask (torch.Tensor): 1 on completion tokens, 0 on padding, shape (B, T).
+        clip_range (float): c > 0.
+        reduction (str): "mean" over valid tokens (0 if none) or "sum" over them.
+
+    Returns:
+        torch.Tensor: a scalar.
+    """
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+    mask = mask.bool()
+    # V_clip = V_old + clip(V - V_old, -c, c)
+    clipped = old_values + torch.clamp(values - old_values, -clip_range, clip_range)
+    # L_t = 0.5 * max((V - R)^2, (V_clip - R)^2)
+    per_token = 0.5 * torch.maximum((values - returns).pow(2), (clipped - returns).pow(2))  # (B, T)
+    total = masked_fill_zero(per_token, mask).sum()
+    return total / mask.sum().clamp(min=1) if reduction == "mean" else total

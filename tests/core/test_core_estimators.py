@@ -6,6 +6,7 @@ import torch
 from torch.testing import assert_close
 
 from prime_trl.core import (
+    explained_variance,
     gae_advantages,
     grpo_outcome_advantages,
     grpo_returns,
@@ -188,3 +189,12 @@ def test_gae_matches_loop(make_mask, generator, with_padding_garbage, gamma, lam
     want_adv, want_ret = loop_gae(rewards, values, mask, gamma, lam)
     assert_close(adv, want_adv)
     assert_close(ret, want_ret)
+
+
+def test_explained_variance_hand_computed():
+    returns = torch.tensor([[1.0, 2.0, 3.0, 9.0]])
+    values = torch.tensor([[1.0, 2.0, 2.0, -9.0]])
+    mask = torch.tensor([[1, 1, 1, 0]])
+    # residual (0, 0, 1): population variance 2/9; Var[R] = 2/3 -> 1 - (2/9) / (2/3) = 2/3
+    assert_close(explained_variance(values, returns, mask), torch.tensor(2 / 3))
+    assert_close(explained_variance(returns, returns, mask), torch.tensor(1.0))

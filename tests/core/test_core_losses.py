@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from prime_trl.core import ppo_clip_loss, prm_ce_loss, prm_dpo_loss
+from prime_trl.core import clipped_value_loss, ppo_clip_loss, prm_ce_loss, prm_dpo_loss
 
 NAN = float("nan")
 
@@ -225,3 +225,35 @@ def test_prm_dpo_loss_matches_loop_and_detaches_the_group(make_mask, generator):
                        group_rewards.detach(), group_labels, reduction="none").sum()
     (d_r,) = torch.autograd.grad(own, r)
     assert_close(prm.grad, 0.1 * mask * d_r.unsqueeze(-1))
+
+
+# --- clipped_value_loss ------------------------------------------------------------------------
+
+
+def loop_value_loss(values, old, returns, mask, c):
+    total, count = 0.0, 0
+    for v_row, o_row, r_row, m_row in zip(values.tolist(), old.tolist(), returns.tolist(), mask.tolist()):
+        for v, o, r, m in zip(v_row, o_row, r_row, m_row):
+            if m:
+                clipped = o + min(max(v - o, -c), c)
+                total += 0.5 * max((v - r) ** 2, (clipped - r) ** 2)
+                count += 1
+    return total / max(count, 1)
+
+
+def test_clipped_value_loss_hand_computed():
+    values = torch.tensor([[1.0, 0.0, -0.5, NAN]])
+    old = torch.zeros(1, 4)
+    returns = torch.tensor([[2.0, 1.0, 0.1, NAN]])
+    mask = torch.tensor([[1, 1, 1, 0]])
+    # t0: max((1 - 2)^2, (0.2 - 2)^2) = 3.24 -> 1.62 (the clipped term is the larger)
+    # t1: V = V_old: (0 - 1)^2 = 1 -> 0.5
+    # t2: max((-0.5 - 0.1)^2, (-0.2 - 0.1)^2) = 0.36 -> 0.18 (the unclipped term is the larger)
+    assert_close(clipped_value_loss(values, old, returns, mask, 0.2), torch.tensor((1.62 + 0.5 + 0.18) / 3))
+    assert_close(clipped_value_loss(values, old, returns, mask, 0.2, reduction="sum"), torch.tensor(2.3))
+
+
+def test_clipped_value_loss_matches_loop(make_mask, generator):
+    mask = make_mask(6, 5, empty_rows=True)
+    values, old, returns = (torch.randn(6, 5, generator=generator) for _ in range(3))
+    assert_close(clipped_value_loss(values, old, returns, mask, 0.3), torch.tensor(loop_value_loss(values, old, returns, mask, 0.3)))
