@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from trl import GRPOConfig
 
-from prime_trl.estimators import ADVANTAGE_ESTIMATORS, NEEDS_VALUE_MODEL
+from prime_trl.estimators import ADVANTAGE_ESTIMATORS
 from prime_trl.prm import PLACEMENTS, PRM_LOSSES, PRM_REFERENCES, UPDATE_MODES
 
 # Each option's choices come from the dict that implements it, so the two cannot drift apart.
@@ -155,6 +155,20 @@ class PRIMEConfig(GRPOConfig):
         default=0.95, metadata={"help": "GAE lambda for 'ppo', in [0, 1]; 0.95 as in veRL's PPO defaults."}
     )
 
+    value_learning_rate: float = field(
+        default=1e-5, metadata={"help": "AdamW learning rate of the 'ppo' value model (veRL's critic default, 1e-5)."}
+    )
+    value_weight_decay: float = field(
+        default=0.01, metadata={"help": "AdamW weight decay of the 'ppo' value model (veRL's critic default, 0.01)."}
+    )
+    value_max_grad_norm: float = field(
+        default=1.0, metadata={"help": "Gradient-norm clip of the 'ppo' value model (veRL's critic default, 1.0)."}
+    )
+    value_clip_range: float = field(
+        default=0.5,
+        metadata={"help": "Clip range c of the value loss, V_old +- c (veRL's `cliprange_value`, 0.5). Must be > 0."},
+    )
+
     def __post_init__(self):
         super().__post_init__()
         self._check_estimator_options()
@@ -207,6 +221,12 @@ class PRIMEConfig(GRPOConfig):
                 f"(per_device_train_batch_size * steps_per_generation) must be a multiple of num_generations="
                 f"{self.num_generations}."
             )
+        for name in ("value_learning_rate", "value_weight_decay"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
+        for name in ("value_max_grad_norm", "value_clip_range"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}.")
         if self.advantage_estimator == "rloo_paper_eq5" and self.gamma_outcome != 1.0:
             raise ValueError("advantage_estimator='rloo_paper_eq5' adds the outcome undiscounted (Eq. 5): gamma_outcome must be 1.")
         if self.advantage_estimator == "grpo" and self.multi_objective_aggregation != "sum_then_normalize":
