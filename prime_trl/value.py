@@ -177,9 +177,9 @@ class ValueModel:
 
     def _global_explained_variance(self, values, returns, mask) -> float:
         """Explained variance of the rollout-time values over all processes' tokens."""
-        gather = self.accelerator.gather_for_metrics if self.accelerator.num_processes > 1 else (lambda x: x)
-        pad = self.accelerator.pad_across_processes
-        values, returns, mask = (gather(pad(t.float(), dim=1)) for t in (values, returns, mask))
+        if self.accelerator.num_processes > 1:
+            pad, gather = self.accelerator.pad_across_processes, self.accelerator.gather
+            values, returns, mask = (gather(pad(t.float(), dim=1)) for t in (values, returns, mask))
         return float(explained_variance(values, returns, mask))
 
     # -- persistence ------------------------------------------------------------------------------------
