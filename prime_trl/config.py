@@ -9,9 +9,12 @@ from dataclasses import dataclass, field
 from trl import GRPOConfig
 
 from prime_trl.core.labels import LABEL_TRANSFORMS
+from prime_trl.estimators import ADVANTAGE_ESTIMATORS
+from prime_trl.prm import PLACEMENTS, PRM_LOSSES, PRM_REFERENCES, UPDATE_MODES
 
-PRM_UPDATE_MODES = ("after", "before", "none")
-PRM_PLACEMENTS = ("separate", "adapter")
+# Each option's choices come from the dict that implements it, so the two cannot drift apart.
+PRM_UPDATE_MODES = tuple(UPDATE_MODES)
+PRM_PLACEMENTS = tuple(PLACEMENTS)
 PROCESS_REWARD_NORMS = ("batch_norm", "none")
 CREDIT_ASSIGNMENTS = ("sum", "min_form")
 PRM_LABEL_TRANSFORMS = ("auto", *LABEL_TRANSFORMS)
@@ -145,8 +148,55 @@ class PRIMEConfig(GRPOConfig):
         default=0.1, metadata={"help": "Temperature of PURE's softmin re-weighting (PURE's code: 0.1). Must be > 0."}
     )
 
+    # Advantage estimator, and the PRM's reference and loss variants (paper §5 Table 4, App. B.1, App. C.2)
+    advantage_estimator: str = field(
+        default="rloo",
+        metadata={"help": "How rewards become advantages. 'rloo': PRIME's RLOO returns of each source, whitened (paper "
+                  "§3.2, as the authors' code runs it). 'rloo_paper_eq5': the same as the paper's Eq. 5 writes it (the "
+                  "baseline subtracted on every token; equal to 'rloo' at the first token). 'reinforce': the same returns without baselines, whitened. 'grpo': GRPO's group-normalised "
+                  "outcome (TRL's `scale_rewards`) on every token plus the group-normalised process return "
+                  "(DeepSeekMath §4.1.3), not whitened; with process rewards off it is exactly GRPO. 'ppo': GAE "
+                  "(`gae_gamma`, `gae_lambda`) with a learned value model. The paper's Table 4 runs all four.",
+                  "choices": list(ADVANTAGE_ESTIMATORS)},
+    )
+    prm_ref_type: str = field(
+        default="frozen",
+        metadata={"help": "Reference of the implicit reward (the authors' `ref_type`). 'frozen': a frozen model, the "
+                  "PRM's start (paper default). 'policy': the policy's own log-probs of its samples at temperature 1, "
+                  "so no reference model is held or run (paper App. B.1 finds both give similar rewards).",
+                  "choices": list(PRM_REFERENCES)},
+    )
+    prm_loss_type: str = field(
+        default="ce",
+        metadata={"help": "Loss of the online PRM update. 'ce': cross-entropy on the outcome (paper Alg. 1). 'dpo': "
+                  "veRL's pairwise DPO loss of each row against its group's other side (paper App. C.2: similar "
+                  "results, CE chosen for memory); costs one more PRM forward per batch.",
+                  "choices": list(PRM_LOSSES)},
+    )
+    gae_gamma: float = field(
+        default=1.0, metadata={"help": "GAE discount for 'ppo', in (0, 1]. 1 as PRIME's returns (no discount)."}
+    )
+    gae_lambda: float = field(
+        default=0.95, metadata={"help": "GAE lambda for 'ppo', in [0, 1]; 0.95 as in veRL's PPO defaults."}
+    )
+
+    value_learning_rate: float = field(
+        default=1e-5, metadata={"help": "AdamW learning rate of the 'ppo' value model (veRL's critic default, 1e-5)."}
+    )
+    value_weight_decay: float = field(
+        default=0.01, metadata={"help": "AdamW weight decay of the 'ppo' value model (veRL's critic default, 0.01)."}
+    )
+    value_max_grad_norm: float = field(
+        default=1.0, metadata={"help": "Gradient-norm clip of the 'ppo' value model (veRL's critic default, 1.0)."}
+    )
+    value_clip_range: float = field(
+        default=0.5,
+        metadata={"help": "Clip range c of the value loss, V_old +- c (veRL's `cliprange_value`, 0.5). Must be > 0."},
+    )
+
     def __post_init__(self):
         super().__post_init__()
+        self._check_estimator_options()
         _check_choice("prm_update", self.prm_update, PRM_UPDATE_MODES)
         _check_choice("process_reward_norm", self.process_reward_norm, PROCESS_REWARD_NORMS)
         _check_choice("process_credit_assignment", self.process_credit_assignment, CREDIT_ASSIGNMENTS)
@@ -180,6 +230,37 @@ class PRIMEConfig(GRPOConfig):
             raise ValueError(
                 "prm_placement='adapter' shares the policy's base model, so prm_model_name_or_path and "
                 "prm_ref_model_name_or_path cannot be set; use prm_placement='separate' for another PRM checkpoint."
+            )
+
+    def _check_estimator_options(self) -> None:
+        _check_choice("advantage_estimator", self.advantage_estimator, ADVANTAGE_ESTIMATORS)
+        if not 0.0 < self.gae_gamma <= 1.0:
+            raise ValueError(f"gae_gamma must lie in (0, 1], got {self.gae_gamma}.")
+        if not 0.0 <= self.gae_lambda <= 1.0:
+            raise ValueError(f"gae_lambda must lie in [0, 1], got {self.gae_lambda}.")
+        _check_choice("prm_ref_type", self.prm_ref_type, PRM_REFERENCES)
+        _check_choice("prm_loss_type", self.prm_loss_type, PRM_LOSSES)
+        if self.prm_ref_type == "policy" and self.prm_ref_model_name_or_path:
+            raise ValueError("prm_ref_type='policy' takes the policy as the PRM's reference; unset prm_ref_model_name_or_path.")
+        local_rows = self.per_device_train_batch_size * self.steps_per_generation
+        if self.prm_loss_type == "dpo" and local_rows % self.num_generations != 0:
+            raise ValueError(
+                f"prm_loss_type='dpo' compares rows within a group, so each process's {local_rows} rows "
+                f"(per_device_train_batch_size * steps_per_generation) must be a multiple of num_generations="
+                f"{self.num_generations}."
+            )
+        for name in ("value_learning_rate", "value_weight_decay"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
+        for name in ("value_max_grad_norm", "value_clip_range"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}.")
+        if self.advantage_estimator == "rloo_paper_eq5" and self.gamma_outcome != 1.0:
+            raise ValueError("advantage_estimator='rloo_paper_eq5' adds the outcome undiscounted (Eq. 5): gamma_outcome must be 1.")
+        if self.advantage_estimator == "grpo" and self.multi_objective_aggregation != "sum_then_normalize":
+            raise ValueError(
+                "advantage_estimator='grpo' normalises PRIME's weighted-sum outcome, i.e. "
+                f"multi_objective_aggregation='sum_then_normalize'; got {self.multi_objective_aggregation!r}."
             )
 
 

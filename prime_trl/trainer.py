@@ -34,17 +34,18 @@ from prime_trl.checkpoint import (
 from prime_trl.config import PRIMEConfig, prime_config_from_grpo
 from prime_trl.core import (
     accuracy_filter,
-    masked_whiten,
     min_form_rewards,
     normalize_process_rewards,
     outcome_scores,
     prm_pairwise_accuracy,
-    rloo_returns,
 )
+from prime_trl.estimators import ADVANTAGE_ESTIMATORS, NEEDS_VALUE_MODEL, EstimatorInputs
 from prime_trl.label_rule import resolve_label_rule
 from prime_trl.prm import PLACEMENTS, PRM_ADAPTER_NAME, CompletionBatch, OnlinePRM
+from prime_trl.value import VALUE_ADAPTER_NAME, VALUE_PLACEMENTS, VALUE_STATE_FILE, ValueModel
 
 PRM_DIR = "prm"
+VALUE_DIR = "value"
 logger = logging.getLogger(__name__)
 # How process rewards become credit: PRIME sums them; PURE re-weights them towards the minimum ahead.
 CREDIT_ASSIGNMENT = {
@@ -100,6 +101,9 @@ class PRIMETrainer(GRPOTrainer):
             )
         elif prm_model is not None or prm_ref_model is not None:
             raise ValueError("prm_model / prm_ref_model apply only to prm_placement='separate'.")
+        # PPO's value model, like the PRM: a third adapter with PEFT, else a copy of the policy's start (made here).
+        value_placement = _resolve_placement(None, model, peft_config) if args.advantage_estimator in NEEDS_VALUE_MODEL else None
+        value_model = _whole_copy(model, args) if value_placement == "separate" else None
 
         super().__init__(
             model=model,
@@ -130,7 +134,10 @@ class PRIMETrainer(GRPOTrainer):
             max_grad_norm=args.prm_max_grad_norm,
             micro_batch_size=args.prm_micro_batch_size or args.per_device_train_batch_size,
             num_mini_batches=args.prm_num_mini_batches,
+            loss_type=args.prm_loss_type,
+            num_generations=self.num_generations,
         )
+        self.value = self._build_value_model(value_placement, value_model) if value_placement else None
 
     @property
     def prm_in_use(self) -> bool:
@@ -160,12 +167,36 @@ class PRIMETrainer(GRPOTrainer):
             prm_model.gradient_checkpointing_enable(
                 gradient_checkpointing_kwargs=self.args.gradient_checkpointing_kwargs or {"use_reentrant": False}
             )
-        prm_model, prm_ref_model = prm_model.to(device).train(), prm_ref_model.to(device)
+        prm_model = prm_model.to(device).train()
+        prm_ref_model = prm_ref_model.to(device) if prm_ref_model is not None else None
         if _is_data_parallel(self.accelerator):
             # DDP, like the policy: gradients all-reduced in buckets overlapping the backward. Under DeepSpeed or
             # FSDP the accelerator's single engine belongs to the policy (TRL_NOTES §4.3); the PRM stays replicated.
             prm_model = self.accelerator.prepare_model(prm_model)
         return PLACEMENTS["separate"](prm_model, prm_ref_model)
+
+    def _build_value_model(self, placement: str, value_model) -> ValueModel:
+        """PPO's value model: an adapter of the policy's PEFT model, or the separate copy, with its own optimizer."""
+        _check_value_model_unsharded(self.accelerator)
+        if placement == "adapter":
+            # Added after the parent's __init__ like the PRM adapter: the policy optimizer and DDP never see it.
+            value_lora = copy.deepcopy(self.model.peft_config[self.model.active_adapter])
+            value_lora.inference_mode = False
+            self.model.add_adapter(VALUE_ADAPTER_NAME, value_lora)
+            located = VALUE_PLACEMENTS["adapter"](self.model, VALUE_ADAPTER_NAME)
+        else:
+            # fp32 master weights, as for the separate PRM; replicated, its gradients summed by ValueModel
+            located = VALUE_PLACEMENTS["separate"](value_model.float().to(self.accelerator.device).train())
+        return ValueModel(
+            located,
+            located.model.config.hidden_size,
+            self.accelerator,
+            learning_rate=self.args.value_learning_rate,
+            weight_decay=self.args.value_weight_decay,
+            max_grad_norm=self.args.value_max_grad_norm,
+            clip_range=self.args.value_clip_range,
+            micro_batch_size=self.args.prm_micro_batch_size or self.args.per_device_train_batch_size,
+        )
 
     # -- PRIME: rewards -------------------------------------------------------------------------------------
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
@@ -216,7 +247,7 @@ class PRIMETrainer(GRPOTrainer):
         if self.prm_in_use:
             kept_local = keep_rows[local].nonzero().squeeze(1)
             kept_batch = batch.rows(kept_local)
-            ref_logps = self.prm.ref_logps(kept_batch)
+            ref_logps = self._prm_reference_logps(output, kept_local, kept_batch)
             process_rewards[kept_local], prm_metrics = self.prm.step(
                 self.args.prm_update, kept_batch, ref_logps, labels[local][kept_local]
             )
@@ -224,7 +255,7 @@ class PRIMETrainer(GRPOTrainer):
         # 4. Advantages over the global batch, so they do not depend on how rows are split across processes.
         loss_mask = loss_mask * keep_rows[local].unsqueeze(1)  # masked, never dropped: the buffer splits equal chunks
         rewards_g, mask_g = self._gather_padded(process_rewards), self._gather_padded(loss_mask.float())
-        advantages = self._token_advantages(rewards_g, outcome, mask_g)
+        advantages = self._token_advantages(rewards_g, outcome, mask_g, batch)
         # GRPO's completions table keeps one advantage per row of the global batch (a deque of that length):
         # show PRIME's at the first completion token, the whitened return of the whole response.
         self._logs["advantages"].extend(advantages[:, 0].tolist())
@@ -238,25 +269,41 @@ class PRIMETrainer(GRPOTrainer):
         self._metrics["train"]["prm/label_mean"].append(label_mean.item())
         return output
 
-    def _token_advantages(self, process_rewards, scores, mask):
-        """(B_global, T) advantages: normalise process rewards, RLOO returns of both sources, whiten."""
+    def _prm_reference_logps(self, output: dict, rows: torch.Tensor, batch: CompletionBatch) -> torch.Tensor:
+        """(N, T) log pi_ref of the kept rows under `prm_ref_type`. GRPO's sampling-time log-probs are at the
+        sampling temperature, so they serve as the policy reference only when that temperature is 1."""
+        sampling = output.get("old_per_token_logps") if self.args.temperature == 1.0 else None
+        sampling = sampling[rows] if sampling is not None else None
+        return self.prm.reference_logps(self.args.prm_ref_type, self.model, batch, sampling)
+
+    def _token_advantages(self, process_rewards, scores, mask, batch: CompletionBatch | None = None):
+        """(B_global, T) advantages: preprocess process rewards, then the configured estimator (`ADVANTAGE_ESTIMATORS`).
+
+        With a value model ("ppo"), `batch` (this process's rows) gets V(s_t) for GAE and the value update."""
         args = self.args
         process_rewards = CREDIT_ASSIGNMENT[args.process_credit_assignment](
             process_rewards, mask, args.min_form_temperature
         )
         if args.process_reward_norm == "batch_norm":
             process_rewards = normalize_process_rewards(process_rewards, mask)
-        returns = rloo_returns(
-            process_rewards,
-            scores,
-            mask,
-            self.num_generations,
-            process_coef=args.process_reward_coef,
-            outcome_coef=args.outcome_reward_coef,
-            gamma_process=args.gamma_process,
-            gamma_outcome=args.gamma_outcome,
+        values_local = self.value.predict(batch) if self.value is not None else None  # (B_local, T_local)
+        values = self._gather_padded(values_local) if values_local is not None else None  # (B_global, T)
+        estimate = ADVANTAGE_ESTIMATORS[args.advantage_estimator](
+            EstimatorInputs(process_rewards, scores, mask, self.num_generations, values), args
         )
-        return masked_whiten(returns, mask) * mask
+        if self.value is not None:
+            self._update_value_model(batch, values_local, estimate.value_targets, mask)
+        return estimate.advantages
+
+    def _update_value_model(self, batch: CompletionBatch, old_values, value_targets, mask) -> None:
+        """Fit V to this batch's GAE returns (the value loss of PPO), on this process's rows; log it."""
+        num_local, num_completion = batch.completion_mask.shape
+        local = slice(self.accelerator.process_index * num_local, (self.accelerator.process_index + 1) * num_local)
+        metrics = self.value.update(
+            batch, old_values, value_targets[local, :num_completion], mask[local, :num_completion]
+        )
+        for name, value in metrics.items():
+            self._metrics["train"][f"value/{name}"].append(value)
 
     def _gather_padded(self, tensor: torch.Tensor) -> torch.Tensor:
         """(B_local, T_local) -> (B_global, T_max): completions have different lengths on each process."""
@@ -290,6 +337,18 @@ class PRIMETrainer(GRPOTrainer):
             self.accelerator.unwrap_model(self.prm.model).save_pretrained(prm_dir)
             if self.processing_class is not None:
                 self.processing_class.save_pretrained(prm_dir)
+        self._save_value_model(output_dir)
+
+    def _save_value_model(self, output_dir: str) -> None:
+        """PPO's value model into `<output_dir>/value` (the adapter itself is written by the policy's PEFT save)."""
+        if self.value is not None and self.args.should_save:
+            self.value.save(os.path.join(output_dir, VALUE_DIR))
+
+    def _save_optimizer_and_scheduler(self, output_dir):
+        """The parent's, plus the value model's optimizer (the PRM's is saved with the generation state)."""
+        super()._save_optimizer_and_scheduler(output_dir)
+        if self.value is not None and self.args.should_save:
+            torch.save(self.value.state_dict(), os.path.join(output_dir, VALUE_STATE_FILE))
 
     def _save_checkpoint(self, model, trial):
         """GRPO's checkpoint plus the PRM's optimizer and GRPO's generation buffer, published atomically.
@@ -344,9 +403,17 @@ class PRIMETrainer(GRPOTrainer):
         state_path = os.path.join(checkpoint, PRM_STATE_FILE)
         if os.path.exists(state_path):
             self.prm.load_state_dict(torch.load(state_path, map_location=self.accelerator.device, weights_only=True))
+        self._load_value_model(checkpoint)
         generation = load_generation_state(checkpoint, self.accelerator.process_index, self.accelerator.device)
         if generation is not None:
             self._step, self._buffered_inputs = generation
+
+    def _load_value_model(self, checkpoint: str) -> None:
+        if self.value is None:
+            return
+        self.value.load(os.path.join(checkpoint, VALUE_DIR))
+        state = torch.load(os.path.join(checkpoint, VALUE_STATE_FILE), map_location=self.accelerator.device)
+        self.value.load_state_dict(state)
 
     def _load_prm_weights(self, prm_dir: str) -> None:
         if not os.path.isdir(prm_dir):
@@ -390,6 +457,18 @@ def _check_adapter_prm_unsharded(accelerator) -> None:
         )
 
 
+def _check_value_model_unsharded(accelerator) -> None:
+    """The value model is replicated and stepped by its own optimizer, like the adapter PRM: ZeRO-3 and FSDP shard
+    the policy's base (and any adapter on it) for the policy's engine alone, so PPO is refused there."""
+    kind, plugin = accelerator.distributed_type.name, accelerator.state.deepspeed_plugin
+    zero3 = kind == "DEEPSPEED" and plugin is not None and plugin.zero_stage == 3
+    if kind == "FSDP" or zero3:
+        raise ValueError(
+            f"advantage_estimator='ppo' does not work under {'DeepSpeed ZeRO-3' if zero3 else 'FSDP'}: its value "
+            "model is replicated with an optimizer of its own. Use DDP or DeepSpeed ZeRO-2."
+        )
+
+
 def _check_quantization_runs_here(quantization_config, model) -> None:
     """bitsandbytes' 4/8-bit layers need CUDA (on CPU they run only partly and break after an eval pass)."""
     if getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False):
@@ -421,29 +500,34 @@ def _separate_prm_models(model, args: PRIMEConfig, prm_model, prm_ref_model, qua
             "A quantized PRM cannot be trained as a full model. Use peft_config with prm_placement='adapter' "
             "(QLoRA: policy and PRM are adapters on the shared 4-bit base)."
         )
-    init_kwargs = dict(args.model_init_kwargs or {})
-    init_kwargs["device_map"] = None  # placed on the accelerator's device by the trainer
-
-    def load(source):
-        if isinstance(source, str):
-            with _whole_weights():
-                return create_model_from_path(source, **init_kwargs)
-        if hasattr(source, "peft_config"):
-            raise ValueError("For a PeftModel policy use prm_placement='adapter', or pass prm_model explicitly.")
-        if any(hasattr(p, "ds_id") for p in source.parameters()):
-            raise ValueError(
-                "The model instance was built partitioned by DeepSpeed ZeRO-3 (zero.Init), so a full-weight PRM "
-                "cannot be copied from it. Pass the policy as a path or hub id (the PRM is then loaded whole), "
-                "or pass prm_model and prm_ref_model loaded outside ZeRO-3."
-            )
-        return copy.deepcopy(source)
-
     if prm_model is None:
-        prm_model = load(args.prm_model_name_or_path or model)
+        prm_model = _whole_copy(args.prm_model_name_or_path or model, args)
+    if args.prm_ref_type == "policy":
+        if prm_ref_model is not None:
+            raise ValueError("prm_ref_type='policy' takes the policy as the PRM's reference; do not pass prm_ref_model.")
+        return prm_model, None  # the policy's log-probs are the reference: no model to hold
     if prm_ref_model is None:
         source = args.prm_ref_model_name_or_path
-        prm_ref_model = load(source) if source else copy.deepcopy(prm_model)
+        prm_ref_model = _whole_copy(source, args) if source else copy.deepcopy(prm_model)
     return prm_model, prm_ref_model
+
+
+def _whole_copy(source, args: PRIMEConfig) -> torch.nn.Module:
+    """A full, unpartitioned model loaded from a path or copied from an instance (the separate PRM, value model)."""
+    if isinstance(source, str):
+        init_kwargs = dict(args.model_init_kwargs or {})
+        init_kwargs["device_map"] = None  # placed on the accelerator's device by the trainer
+        with _whole_weights():
+            return create_model_from_path(source, **init_kwargs)
+    if hasattr(source, "peft_config"):
+        raise ValueError("For a PeftModel policy use prm_placement='adapter', or pass prm_model explicitly.")
+    if any(hasattr(p, "ds_id") for p in source.parameters()):
+        raise ValueError(
+            "The model instance was built partitioned by DeepSpeed ZeRO-3 (zero.Init), so a full-weight PRM "
+            "cannot be copied from it. Pass the policy as a path or hub id (the PRM is then loaded whole), "
+            "or pass prm_model and prm_ref_model loaded outside ZeRO-3."
+        )
+    return copy.deepcopy(source)
 
 
 @contextmanager

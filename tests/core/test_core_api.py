@@ -60,7 +60,7 @@ def test_mask_dtype_does_not_matter():
         "masked_whiten": lambda m: core.masked_whiten(values, m),
         "ppo_clip_loss": lambda m: core.ppo_clip_loss(values, other, other, m)[0],
         "prm_pairwise_accuracy": lambda m: core.prm_pairwise_accuracy(values, scores, m, 2),
-        "min_form_returns": lambda m: core.min_form_returns(values, m),
+        "min_form_rewards": lambda m: core.min_form_rewards(values, m),
     }
     for name, call in calls.items():
         expected = call(long_mask)
