@@ -359,7 +359,8 @@ class PRIMETrainer(GRPOTrainer):
         else:
             from safetensors.torch import load_file
 
-            state = load_file(os.path.join(prm_dir, "model.safetensors"), device=str(self.accelerator.device))
+            # On the CPU: load_state_dict copies onto the parameters' device (and safetensors refuses "cpu:0").
+            state = load_file(os.path.join(prm_dir, "model.safetensors"), device="cpu")
             self.accelerator.unwrap_model(self.prm.model).load_state_dict(state, strict=False)
 
 
