@@ -96,7 +96,7 @@ class PRIMEConfig(GRPOConfig):
         metadata={"help": "Names (as logged under `rewards/<name>/mean`) or indices of the reward functions whose "
                   "`reward_weights`-weighted mean is the PRM's cross-entropy label and feeds the accuracy filter. "
                   "Each needs a positive weight. Default: the first reward function, fixed at start so the label "
-                  "never changes during a run; TRL's examples list the correctness reward first, and shaping terms "
+                  "never changes during a run; the correctness reward is usually listed first, and shaping terms "
                   "(format, length penalties) are not correctness. The outcome reward for the advantage is always "
                   "GRPO's weighted sum of all reward functions, any range."},
     )

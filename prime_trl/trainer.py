@@ -119,7 +119,9 @@ class PRIMETrainer(GRPOTrainer):
             args.prm_label_funcs, args.prm_label_transform, self.reward_funcs, self.reward_func_names,
             self.reward_weights,
         )
-        logger.info(self.prm_label_rule.describe())
+        # Picked by default among several reward functions: say which, where a user sees it.
+        ambiguous = args.prm_label_funcs is None and len(self.reward_funcs) > 1
+        (logger.warning if ambiguous else logger.info)(self.prm_label_rule.describe())
         self.prm_placement = placement
         self.prm = OnlinePRM(
             self._build_placement(placement, prm_model, prm_ref_model),
