@@ -16,13 +16,16 @@ from prime_trl.core.labels import LABEL_TRANSFORMS, outcome_scores, prm_labels
 from prime_trl.core.losses import ppo_clip_loss, prm_ce_loss
 from prime_trl.core.metrics import prm_pairwise_accuracy
 from prime_trl.core.min_form import min_form_returns, min_form_rewards
+from prime_trl.core.prm_health import error_localisation, length_correlation
 from prime_trl.core.rewards import implicit_process_rewards, normalize_process_rewards, sequence_implicit_rewards
 
 __all__ = [
     "LABEL_TRANSFORMS",
     "accuracy_filter",
     "discounted_returns",
+    "error_localisation",
     "implicit_process_rewards",
+    "length_correlation",
     "masked_whiten",
     "min_form_returns",
     "min_form_rewards",
