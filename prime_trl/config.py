@@ -30,6 +30,7 @@ class PRIMEConfig(GRPOConfig):
     Defaults follow the authors' Eurus-2-7B-PRIME run (PRIME-RL/PRIME `run_prime_main.sh`) where they apply to TRL.
     Parent defaults that PRIME's objective depends on are pinned: `num_generations=4`, `beta=0.0` (no KL),
     `epsilon=0.2` and `loss_type="dapo"` (PPO-clip averaged over all valid tokens of the batch).
+    A `GRPOConfig` given to `PRIMETrainer` becomes a PRIMEConfig by `prime_config_from_grpo`, keeping its values.
     """
 
     # Parent defaults pinned for PRIME
@@ -99,7 +100,7 @@ class PRIMEConfig(GRPOConfig):
         metadata={"help": "Names (as logged under `rewards/<name>/mean`) or indices of the reward functions whose "
                   "`reward_weights`-weighted mean is the PRM's cross-entropy label and feeds the accuracy filter. "
                   "Each needs a positive weight. Default: the first reward function, fixed at start so the label "
-                  "never changes during a run; TRL's examples list the correctness reward first, and shaping terms "
+                  "never changes during a run; the correctness reward is usually listed first, and shaping terms "
                   "(format, length penalties) are not correctness. The outcome reward for the advantage is always "
                   "GRPO's weighted sum of all reward functions, any range."},
     )
@@ -278,7 +279,8 @@ def prime_config_from_grpo(args: GRPOConfig) -> PRIMEConfig:
     config = PRIMEConfig(**values)
     logger.warning(
         "PRIMETrainer got a GRPOConfig: converted to a PRIMEConfig with all its values (loss_type=%r, beta=%s, "
-        "epsilon=%s, num_generations=%s) and PRIME's own fields at their defaults; pass a PRIMEConfig to set them.",
+        "epsilon=%s, num_generations=%s) and PRIME's own fields at their defaults; pass a PRIMEConfig to set them. "
+        "scale_rewards and multi_objective_aggregation do not apply: PRIME's advantage is RLOO, whitened.",
         config.loss_type, config.beta, config.epsilon, config.num_generations,
     )
     return config

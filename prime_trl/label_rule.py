@@ -33,7 +33,8 @@ class LabelRule:
 
     def describe(self) -> str:
         parts = [f"{self.names[i]} ({t})" for i, t in zip(self.funcs, self.transforms)]
-        return f"PRIME's PRM label: the weighted mean of {', '.join(parts)}."
+        return (f"PRIME's PRM label: the weighted mean of {', '.join(parts)} among reward functions "
+                f"{list(self.names)}; prm_label_funcs and prm_label_transform choose others.")
 
     def _check_range(self, labels: torch.Tensor, raw: torch.Tensor, index: int, transform: str) -> None:
         bad = (labels < 0) | (labels > 1)  # NaN (None) compares False: not an error

@@ -123,7 +123,9 @@ class PRIMETrainer(GRPOTrainer):
             args.prm_label_funcs, args.prm_label_transform, self.reward_funcs, self.reward_func_names,
             self.reward_weights,
         )
-        logger.info(self.prm_label_rule.describe())
+        # Picked by default among several reward functions: say which, where a user sees it.
+        ambiguous = args.prm_label_funcs is None and len(self.reward_funcs) > 1
+        (logger.warning if ambiguous else logger.info)(self.prm_label_rule.describe())
         self.prm_placement = placement
         self.prm = OnlinePRM(
             self._build_placement(placement, prm_model, prm_ref_model),
@@ -426,7 +428,8 @@ class PRIMETrainer(GRPOTrainer):
         else:
             from safetensors.torch import load_file
 
-            state = load_file(os.path.join(prm_dir, "model.safetensors"), device=str(self.accelerator.device))
+            # On the CPU: load_state_dict copies onto the parameters' device (and safetensors refuses "cpu:0").
+            state = load_file(os.path.join(prm_dir, "model.safetensors"), device="cpu")
             self.accelerator.unwrap_model(self.prm.model).load_state_dict(state, strict=False)
 
 

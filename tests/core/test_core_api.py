@@ -21,6 +21,8 @@ POSITIONAL = {
     "masked_whiten": ["values", "mask"],
     "ppo_clip_loss": ["logps", "old_logps", "advantages", "mask", "epsilon_low", "epsilon_high"],
     "accuracy_filter": ["scores", "num_generations", "low", "high"],
+    "outcome_scores": ["rewards_per_func", "weights"],
+    "prm_labels": ["labels_per_func", "weights"],
     "prm_pairwise_accuracy": ["process_rewards", "scores", "mask", "num_generations"],
 }  # fmt: skip
 

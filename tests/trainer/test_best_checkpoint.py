@@ -28,12 +28,13 @@ class PolicySnapshots(TrainerCallback):
 
 def best_checkpoint_args(out_dir, **overrides):
     """Evaluate and save every step, keep the best by the marker; the label comes from parity alone."""
-    return cpu_config(
-        out_dir, max_steps=3, eval_strategy="steps", eval_steps=1, save_strategy="steps", save_steps=1,
+    kwargs = dict(
+        max_steps=3, eval_strategy="steps", eval_steps=1, save_strategy="steps", save_steps=1,
         load_best_model_at_end=True, metric_for_best_model="rewards/first_step_marker/mean",
         per_device_eval_batch_size=8, prm_label_funcs=["parity_reward"], accuracy_lower_bound=0.0,
-        accuracy_upper_bound=1.0, **overrides,
+        accuracy_upper_bound=1.0,
     )
+    return cpu_config(out_dir, **{**kwargs, **overrides})
 
 
 def _same(state, reference):
