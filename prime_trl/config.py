@@ -9,14 +9,12 @@ from dataclasses import dataclass, field
 from trl import GRPOConfig
 
 from prime_trl.core.labels import LABEL_TRANSFORMS
-from prime_trl.estimators import ADVANTAGE_ESTIMATORS
+from prime_trl.estimators import ADVANTAGE_ESTIMATORS, CREDIT_ASSIGNMENTS, PROCESS_REWARD_NORMS
 from prime_trl.prm import PLACEMENTS, PRM_LOSSES, PRM_REFERENCES, UPDATE_MODES
 
 # Each option's choices come from the dict that implements it, so the two cannot drift apart.
 PRM_UPDATE_MODES = tuple(UPDATE_MODES)
 PRM_PLACEMENTS = tuple(PLACEMENTS)
-PROCESS_REWARD_NORMS = ("batch_norm", "none")
-CREDIT_ASSIGNMENTS = ("sum", "min_form")
 PRM_LABEL_TRANSFORMS = ("auto", *LABEL_TRANSFORMS)
 
 logger = logging.getLogger(__name__)

@@ -15,6 +15,8 @@ from prime_trl.core import (
     gae_advantages,
     grpo_returns,
     masked_whiten,
+    min_form_rewards,
+    normalize_process_rewards,
     ppo_token_rewards,
     reinforce_returns,
     rloo_returns,
@@ -22,12 +24,30 @@ from prime_trl.core import (
 )
 
 
+# How process rewards become credit: PRIME sums them; PURE re-weights them towards the minimum ahead.
+CREDIT_ASSIGNMENTS = {
+    "sum": lambda rewards, mask, temperature: rewards,
+    "min_form": min_form_rewards,
+}
+# How they are scaled: the authors' batch_norm (by the batch's largest |return|), or beta * log-ratio as is.
+PROCESS_REWARD_NORMS = {
+    "batch_norm": normalize_process_rewards,
+    "none": lambda rewards, mask: rewards,
+}
+
+
+def preprocess_process_rewards(rewards, mask, credit_assignment: str, norm: str, temperature: float):
+    """(B, T) implicit process rewards -> the (B, T) rewards an estimator sees: credit assignment, then norm."""
+    rewards = CREDIT_ASSIGNMENTS[credit_assignment](rewards, mask, temperature)
+    return PROCESS_REWARD_NORMS[norm](rewards, mask)
+
+
 @dataclass
 class EstimatorInputs:
     """The global batch an estimator sees.
 
     process_rewards: (B, T) preprocessed implicit process rewards (zeros when the PRM is off)
-    outcome_scores:  (B,)  verifier outcomes r_o in [0, 1]
+    outcome_scores:  (B,)  outcome rewards r_o (GRPO's weighted sum of the reward functions, any range)
     mask:            (B, T) 1 on the completion tokens that enter the loss (filtered rows all 0)
     num_generations: G
     values:          (B, T) value-model predictions V(s_t), only for "ppo"

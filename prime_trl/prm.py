@@ -91,7 +91,8 @@ class AdapterPRM:
     """The PRM is the adapter `name` on the policy's PEFT model; the reference is the base, adapters off.
 
     PEFT sets `requires_grad` only on the active adapter, so the PRM's forward, backward and optimizer
-    step must all run inside `prm_scope()`, or its gradients come out None (TRL_NOTES §3.2).
+    step must all run inside `prm_scope()`, or its gradients come out None: PEFT's `set_adapter` turns
+    `requires_grad` off for every inactive adapter.
     """
 
     def __init__(self, peft_model, name: str = PRM_ADAPTER_NAME):
@@ -125,7 +126,7 @@ class OnlinePRM:
     prepared by the accelerator (DDP under `accelerate launch`), which all-reduces its gradients; an adapter PRM
     sits inside the policy, which the accelerator wrapped while the PRM adapter was frozen, so its gradients are
     summed here. The optimizer is a plain AdamW on purpose: an accelerate-wrapped optimizer skips `step()` on the
-    non-sync micro-steps where TRL generates (TRL_NOTES §4.2).
+    non-sync micro-steps where TRL generates.
     """
 
     def __init__(

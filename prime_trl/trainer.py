@@ -34,12 +34,15 @@ from prime_trl.checkpoint import (
 from prime_trl.config import PRIMEConfig, prime_config_from_grpo
 from prime_trl.core import (
     accuracy_filter,
-    min_form_rewards,
-    normalize_process_rewards,
     outcome_scores,
     prm_pairwise_accuracy,
 )
-from prime_trl.estimators import ADVANTAGE_ESTIMATORS, NEEDS_VALUE_MODEL, EstimatorInputs
+from prime_trl.estimators import (
+    ADVANTAGE_ESTIMATORS,
+    NEEDS_VALUE_MODEL,
+    EstimatorInputs,
+    preprocess_process_rewards,
+)
 from prime_trl.label_rule import resolve_label_rule
 from prime_trl.prm import PLACEMENTS, PRM_ADAPTER_NAME, CompletionBatch, OnlinePRM
 from prime_trl.value import VALUE_ADAPTER_NAME, VALUE_PLACEMENTS, VALUE_STATE_FILE, ValueModel
@@ -47,11 +50,6 @@ from prime_trl.value import VALUE_ADAPTER_NAME, VALUE_PLACEMENTS, VALUE_STATE_FI
 PRM_DIR = "prm"
 VALUE_DIR = "value"
 logger = logging.getLogger(__name__)
-# How process rewards become credit: PRIME sums them; PURE re-weights them towards the minimum ahead.
-CREDIT_ASSIGNMENT = {
-    "sum": lambda rewards, mask, temperature: rewards,
-    "min_form": min_form_rewards,
-}
 
 
 class PRIMETrainer(GRPOTrainer):
@@ -173,7 +171,8 @@ class PRIMETrainer(GRPOTrainer):
         prm_ref_model = prm_ref_model.to(device) if prm_ref_model is not None else None
         if _is_data_parallel(self.accelerator):
             # DDP, like the policy: gradients all-reduced in buckets overlapping the backward. Under DeepSpeed or
-            # FSDP the accelerator's single engine belongs to the policy (TRL_NOTES §4.3); the PRM stays replicated.
+            # FSDP the accelerator's one engine is the policy's (a second would take over its backward), so the PRM
+            # stays replicated there.
             prm_model = self.accelerator.prepare_model(prm_model)
         return PLACEMENTS["separate"](prm_model, prm_ref_model)
 
@@ -283,11 +282,9 @@ class PRIMETrainer(GRPOTrainer):
 
         With a value model ("ppo"), `batch` (this process's rows) gets V(s_t) for GAE and the value update."""
         args = self.args
-        process_rewards = CREDIT_ASSIGNMENT[args.process_credit_assignment](
-            process_rewards, mask, args.min_form_temperature
+        process_rewards = preprocess_process_rewards(
+            process_rewards, mask, args.process_credit_assignment, args.process_reward_norm, args.min_form_temperature
         )
-        if args.process_reward_norm == "batch_norm":
-            process_rewards = normalize_process_rewards(process_rewards, mask)
         values_local = self.value.predict(batch) if self.value is not None else None  # (B_local, T_local)
         values = self._gather_padded(values_local) if values_local is not None else None  # (B_global, T)
         estimate = ADVANTAGE_ESTIMATORS[args.advantage_estimator](
