@@ -20,8 +20,8 @@ from contextlib import contextmanager
 import torch
 from torch.utils.checkpoint import checkpoint
 
-# fp32 logits held at once, rows x V: 2^24 floats = 64 MiB (110 rows at Qwen2's vocabulary of 151,936)
-LOGITS_PER_CHUNK = 2**24
+# fp32 logits held at once, rows x V: 2^23 floats = 32 MiB (55 rows at Qwen2's vocabulary of 151,936)
+LOGITS_PER_CHUNK = 2**23
 # Config fields by which some families transform the logits after the head (Gemma2 soft-capping, Cohere, Granite,
 # MiniCPM, Falcon-H1 scaling). Qwen2 and Llama set none of them; the head here reproduces none.
 LOGIT_TRANSFORMS = (
@@ -44,7 +44,7 @@ def fp32_head_logps(
     hidden: (..., H) any float dtype; weight: (V, H); bias: (V,) or None; labels: (...) token ids.
     Returns (...) fp32, differentiable in hidden, weight and bias.
 
-    Memory: the fp32 logits of `rows_per_chunk` rows at a time (default: LOGITS_PER_CHUNK / V rows, 64 MiB) and
+    Memory: the fp32 logits of `rows_per_chunk` rows at a time (default: LOGITS_PER_CHUNK / V rows, 32 MiB) and
     a few temporaries of that size (log-sum-exp; in the backward, the recomputed chunk and its gradient); never the
     (M, V) logits, M = numel(labels). A head weight not in fp32 (a bf16-loaded model) adds one fp32 copy of it,
     V x H x 4 bytes, held while the head runs (and until the backward, if anything needs gradients).
