@@ -25,7 +25,7 @@ micro-batch of `--rows` x `--tokens` completion tokens, forward only (reference 
 (the update), each variant in a fresh process; a small body (`--head-hidden`, 2 layers) so the head dominates:
 - bf16-logits: the model's bf16 logits (N, T+1, V), log-softmax in bf16 (prime-trl before the fp32 head);
 - fp32-logits: the same logits upcast to fp32, unchunked (the naive fix);
-- fp32-head:   `prime_trl.prm.completion_logps`, the fp32 head in tiles of <= 4096 tokens x 8192 vocabulary.
+- fp32-head:   `prime_trl.prm.completion_logps`, the fp32 head over chunks of rows holding <= 2^23 logits (32 MiB).
 Peak = CUDA max allocated, or peak RSS, during the pass minus before it (after a warm-up pass that allocates the
 gradients, so persistent gradient buffers are not counted; transient ones are).
 """

@@ -7,9 +7,10 @@ keeps running under the caller's autocast, and only the head, hidden (M, H) @ W 
 
 How: for one forward, the model's output-embedding module computes the log-probs of the given labels instead of
 logits. The forward still goes through every wrapper (DDP, DeepSpeed, PEFT), so their hooks run (DDP's gradient
-sync, ZeRO-3's parameter gather) and gradients flow from the fp32 head into the bf16 body, LoRA adapters and a
-trainable (possibly tied) head weight. TRL's `ChunkedLogProbFunction` (the kernel behind GRPO's fused head) does the
-fp32 projection in tiles and recomputes them in the backward, so the (M, V) logits never exist.
+sync) and gradients flow from the fp32 head into the bf16 body, LoRA adapters and a trainable (possibly tied) head
+weight. The head runs over a few rows at a time, each chunk recomputed in the backward (activation checkpointing),
+so the fp32 (M, V) logits never exist whole. Plain torch on purpose: TRL's tiled kernel gathers the head under
+DeepSpeed ZeRO-3 in its backward and fails on the PRM, which stays whole (never partitioned) there.
 """
 
 from __future__ import annotations
@@ -17,11 +18,10 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 import torch
-from trl.kernels import ChunkedLogProbFunction
+from torch.utils.checkpoint import checkpoint
 
-# Vocabulary columns per fp32 tile (TRL's GRPO head uses 32768): a quarter of that bounds a tile at 128 MiB, and
-# on devices without Triton the backward's few tile-sized temporaries with it. The kernel takes 4096 rows a tile.
-VOCAB_CHUNK_SIZE = 8192
+# fp32 logits held at once, rows x V: 2^23 floats = 32 MiB (55 rows at Qwen2's vocabulary of 151,936)
+LOGITS_PER_CHUNK = 2**23
 # Config fields by which some families transform the logits after the head (Gemma2 soft-capping, Cohere, Granite,
 # MiniCPM, Falcon-H1 scaling). Qwen2 and Llama set none of them; the head here reproduces none.
 LOGIT_TRANSFORMS = (
@@ -29,28 +29,38 @@ LOGIT_TRANSFORMS = (
 )
 
 
+def _chunk_logps(hidden, weight, bias, labels):
+    # log pi(y) = z_y - logsumexp_v z_v,   z = h W^T + b   (fp32)
+    logits = torch.nn.functional.linear(hidden.float(), weight, bias)  # (n, V)
+    return logits.gather(-1, labels[:, None]).squeeze(-1) - logits.logsumexp(-1)  # (n,)
+
+
 def fp32_head_logps(
     hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, labels: torch.Tensor,
-    vocab_chunk_size: int = VOCAB_CHUNK_SIZE,
+    rows_per_chunk: int | None = None,
 ) -> torch.Tensor:
     """log softmax(hidden @ weight^T + bias)[labels], every product and sum in fp32, autocast off.
 
     hidden: (..., H) any float dtype; weight: (V, H); bias: (V,) or None; labels: (...) token ids.
     Returns (...) fp32, differentiable in hidden, weight and bias.
 
-    Memory: one fp32 tile of min(M, 4096) x min(V, vocab_chunk_size) logits (at most 128 MiB at the default chunk,
-    2.5 MiB for 80 tokens; without Triton the backward adds a few temporaries of that size) plus an fp32 copy of
-    the hidden states (M, H), M = numel(labels); never the (M, V) logits. The weight is upcast one vocabulary chunk
-    at a time, never whole; a trainable weight gets an fp32 (V, H) gradient buffer in the backward.
+    Memory: the fp32 logits of `rows_per_chunk` rows at a time (default: LOGITS_PER_CHUNK / V rows, 32 MiB) and
+    a few temporaries of that size (log-sum-exp; in the backward, the recomputed chunk and its gradient); never the
+    (M, V) logits, M = numel(labels). A head weight not in fp32 (a bf16-loaded model) adds one fp32 copy of it,
+    V x H x 4 bytes, held while the head runs (and until the backward, if anything needs gradients).
     """
     shape = labels.shape
+    hidden, labels = hidden.reshape(-1, hidden.size(-1)), labels.reshape(-1)  # (M, H), (M,)
+    rows = rows_per_chunk or max(1, LOGITS_PER_CHUNK // weight.size(0))
+    needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (hidden, weight, bias))
     with torch.autocast(hidden.device.type, enabled=False):
-        # log pi(y) = z_y - logsumexp_v z_v,  z = h W^T + b   (fp32, online over vocabulary chunks)
-        logps, *_ = ChunkedLogProbFunction.apply(
-            hidden.reshape(-1, hidden.size(-1)).float(), weight, bias, labels.reshape(-1),
-            1.0, vocab_chunk_size, None, 1.0, (),
-        )
-    return logps.view(shape)
+        weight, bias = weight.float(), None if bias is None else bias.float()  # no copy when already fp32
+        chunks = [
+            checkpoint(_chunk_logps, h, weight, bias, y, use_reentrant=False) if needs_grad
+            else _chunk_logps(h, weight, bias, y)
+            for h, y in zip(hidden.split(rows), labels.split(rows))
+        ]
+    return torch.cat(chunks).view(shape)
 
 
 def output_head(model: torch.nn.Module) -> torch.nn.Module:
@@ -78,16 +88,16 @@ def output_head(model: torch.nn.Module) -> torch.nn.Module:
 
 
 @contextmanager
-def head_returns_logps(head: torch.nn.Linear, labels: torch.Tensor, vocab_chunk_size: int = VOCAB_CHUNK_SIZE):
+def head_returns_logps(head: torch.nn.Linear, labels: torch.Tensor, rows_per_chunk: int | None = None):
     """Within the block, `head(hidden (N, T+1, H))` returns the fp32 log-probs (N, T) of `labels` (N, T) instead of
     logits: position i scores token i+1, so the last position, which predicts past the labels, is dropped.
 
-    Overrides the instance's `forward` (not `__call__`), so hooks on the head, such as ZeRO-3's gather, still run.
+    Overrides the instance's `forward` (not `__call__`), so hooks on the head still run.
     """
     previous = head.__dict__.get("forward")  # an instance-level forward someone else set, restored after
 
     def forward(hidden):  # (N, T+1, H) -> (N, T)
-        return fp32_head_logps(hidden[:, :-1], head.weight, head.bias, labels.to(hidden.device), vocab_chunk_size)
+        return fp32_head_logps(hidden[:, :-1], head.weight, head.bias, labels.to(hidden.device), rows_per_chunk)
 
     head.forward = forward
     try:
@@ -101,7 +111,7 @@ def head_returns_logps(head: torch.nn.Linear, labels: torch.Tensor, vocab_chunk_
 
 def completion_token_logps(
     model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, num_completion: int,
-    vocab_chunk_size: int = VOCAB_CHUNK_SIZE,
+    rows_per_chunk: int | None = None,
 ) -> torch.Tensor:
     """log pi(y_t | y_<t) of the last `num_completion` tokens of each row, from an fp32 head, at temperature 1.
 
@@ -111,7 +121,7 @@ def completion_token_logps(
     # the hidden state at position i predicts token i+1: the T completion tokens need the T positions before them,
     # so the head gets the last T+1 positions (logits_to_keep) and drops the last
     labels = input_ids[:, -num_completion:]  # (N, T)
-    with head_returns_logps(output_head(model), labels, vocab_chunk_size):
+    with head_returns_logps(output_head(model), labels, rows_per_chunk):
         return model(
             input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=num_completion + 1, use_cache=False
         ).logits  # (N, T): the head's output, log-probs here

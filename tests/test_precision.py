@@ -47,30 +47,32 @@ def _loop_oracle(hidden, weight, bias, labels):
     return out
 
 
+@pytest.mark.parametrize("weight_dtype", [torch.float32, torch.bfloat16])  # fp32 master weights; a bf16-loaded head
 @pytest.mark.parametrize("with_bias", [False, True])
-def test_chunked_head_equals_unchunked_values_and_gradients(with_bias):
+def test_chunked_head_equals_unchunked_values_and_gradients(with_bias, weight_dtype):
     torch.manual_seed(0)
     m, h, v = 13, 16, 50
     hidden = torch.randn(m, h, dtype=torch.bfloat16, requires_grad=True)
-    weight = (0.3 * torch.randn(v, h)).requires_grad_()
+    weight = (0.3 * torch.randn(v, h)).to(weight_dtype).requires_grad_()
     bias = torch.randn(v, requires_grad=True) if with_bias else None
     labels = torch.randint(0, v, (m,))
     params = [hidden, weight] + ([bias] if with_bias else [])
 
-    # 7 columns a tile (not a divisor of 50) against one tile holding the whole vocabulary
-    chunked = fp32_head_logps(hidden, weight, bias, labels, vocab_chunk_size=7)
-    whole = fp32_head_logps(hidden, weight, bias, labels, vocab_chunk_size=v)
+    # chunks of 3 rows (13 is no multiple of 3) against one chunk holding every row
+    chunked = fp32_head_logps(hidden, weight, bias, labels, rows_per_chunk=3)
+    whole = fp32_head_logps(hidden, weight, bias, labels, rows_per_chunk=m)
+    oracle = _loop_oracle(hidden, weight, bias, labels)
     assert chunked.dtype == torch.float32
-    torch.testing.assert_close(chunked.double(), _loop_oracle(hidden, weight, bias, labels), atol=1e-5, rtol=0)
+    torch.testing.assert_close(chunked.double(), oracle, atol=1e-5, rtol=0)
     torch.testing.assert_close(chunked, whole, atol=1e-6, rtol=0)
 
     weights = torch.randn(m)  # a loss that weighs tokens differently, as the PRM's BCE does
-    grads_chunked = torch.autograd.grad((chunked * weights).sum(), params)
-    grads_oracle = torch.autograd.grad((_loop_oracle(hidden, weight, bias, labels) * weights).sum(), params)
-    for got, want in zip(grads_chunked, grads_oracle):
-        assert got.dtype == want.dtype or got.dtype == torch.bfloat16  # each gradient in its parameter's dtype
-        torch.testing.assert_close(got.double(), want.double(), atol=2e-3 if got.dtype == torch.bfloat16 else 1e-5,
-                                   rtol=1e-2 if got.dtype == torch.bfloat16 else 1e-5)
+    grads = [torch.autograd.grad((out * weights).sum(), params) for out in (chunked, whole, oracle)]
+    for p, got, unchunked, want in zip(params, *grads):
+        assert got.dtype == p.dtype  # each gradient in its parameter's dtype
+        tol = 1e-2 if p.dtype == torch.bfloat16 else 1e-5  # bf16 gradients are rounded to 8 bits
+        torch.testing.assert_close(got.double(), unchunked.double(), atol=tol, rtol=tol)
+        torch.testing.assert_close(got.double(), want.double(), atol=tol, rtol=tol)
 
 
 def test_autocast_does_not_reach_the_head():
