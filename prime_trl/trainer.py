@@ -4,7 +4,8 @@ GRPO already samples `num_generations` completions per prompt, scores them with 
 (gathered across processes) and applies a PPO-clip loss that accepts per-token advantages. PRIME replaces
 what happens between scoring and the loss:
 
-    outcome scores -> accuracy filter -> implicit PRM (score + online CE update) -> RLOO returns -> whitening
+    outcome scores -> accuracy filter -> implicit PRM (score + online update) -> advantage estimator
+    (RLOO returns and whitening by default; REINFORCE, GRPO, PPO with a value model: `prime_trl.estimators`)
 
 All formulas are in `prime_trl.core`; the PRM's state is in `prime_trl.prm`. This file orchestrates.
 """
