@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from dataclasses import dataclass, field
 
 from trl import GRPOConfig
 
+from prime_trl.core.labels import LABEL_TRANSFORMS
 from prime_trl.estimators import ADVANTAGE_ESTIMATORS
 from prime_trl.prm import PLACEMENTS, PRM_LOSSES, PRM_REFERENCES, UPDATE_MODES
 
@@ -14,6 +17,9 @@ PRM_UPDATE_MODES = tuple(UPDATE_MODES)
 PRM_PLACEMENTS = tuple(PLACEMENTS)
 PROCESS_REWARD_NORMS = ("batch_norm", "none")
 CREDIT_ASSIGNMENTS = ("sum", "min_form")
+PRM_LABEL_TRANSFORMS = ("auto", *LABEL_TRANSFORMS)
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -85,6 +91,25 @@ class PRIMEConfig(GRPOConfig):
         default=None,
         metadata={"help": "Rows per PRM/reference forward pass (memory knob; gradients accumulate over micro-"
                   "batches). Default: `per_device_train_batch_size`."},
+    )
+
+    # PRM label: which reward functions say whether an answer is right (the outcome reward uses them all)
+    prm_label_funcs: list[str] | None = field(
+        default=None,
+        metadata={"help": "Names (as logged under `rewards/<name>/mean`) or indices of the reward functions whose "
+                  "`reward_weights`-weighted mean is the PRM's cross-entropy label and feeds the accuracy filter. "
+                  "Each needs a positive weight. Default: the first reward function, fixed at start so the label "
+                  "never changes during a run; TRL's examples list the correctness reward first, and shaping terms "
+                  "(format, length penalties) are not correctness. The outcome reward for the advantage is always "
+                  "GRPO's weighted sum of all reward functions, any range."},
+    )
+    prm_label_transform: str = field(
+        default="auto",
+        metadata={"help": "How each label function's output becomes a label in [0, 1]: 'identity' (must already lie "
+                  "in [0, 1], as verifiers do), 'sigmoid' (an unbounded reward-model score read as a logit), "
+                  "'signed' ((r + 1) / 2 for scores in [-1, 1] such as +-1 correctness). 'auto': 'sigmoid' for "
+                  "reward models, 'identity' for reward functions. A label outside [0, 1] is an error naming the "
+                  "function.", "choices": list(PRM_LABEL_TRANSFORMS)},
     )
 
     # Accuracy filter
@@ -175,6 +200,9 @@ class PRIMEConfig(GRPOConfig):
         _check_choice("prm_update", self.prm_update, PRM_UPDATE_MODES)
         _check_choice("process_reward_norm", self.process_reward_norm, PROCESS_REWARD_NORMS)
         _check_choice("process_credit_assignment", self.process_credit_assignment, CREDIT_ASSIGNMENTS)
+        _check_choice("prm_label_transform", self.prm_label_transform, PRM_LABEL_TRANSFORMS)
+        if self.prm_label_funcs is not None and len(self.prm_label_funcs) == 0:
+            raise ValueError("prm_label_funcs is empty: name at least one reward function, or leave it None.")
         if self.min_form_temperature <= 0:
             raise ValueError(f"min_form_temperature must be > 0, got {self.min_form_temperature}.")
         if self.prm_placement is not None:
@@ -239,3 +267,18 @@ class PRIMEConfig(GRPOConfig):
 def _check_choice(name: str, value, choices) -> None:
     if value not in choices:
         raise ValueError(f"{name}={value!r} is not one of {list(choices)}.")
+
+
+def prime_config_from_grpo(args: GRPOConfig) -> PRIMEConfig:
+    """A PRIMEConfig with every value of a GRPOConfig (PRIME's pinned defaults do not replace them) and
+    PRIME's own fields at their defaults."""
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(GRPOConfig) if f.init}
+    # GRPOConfig.__post_init__ derived one of these from the other; passing both again is refused.
+    values["generation_batch_size"] = None
+    config = PRIMEConfig(**values)
+    logger.warning(
+        "PRIMETrainer got a GRPOConfig: converted to a PRIMEConfig with all its values (loss_type=%r, beta=%s, "
+        "epsilon=%s, num_generations=%s) and PRIME's own fields at their defaults; pass a PRIMEConfig to set them.",
+        config.loss_type, config.beta, config.epsilon, config.num_generations,
+    )
+    return config

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from trl.trainer.utils import selective_log_softmax, use_adapter
+from trl.trainer.utils import use_adapter
 
 from prime_trl.core import implicit_process_rewards, prm_ce_loss, prm_dpo_loss, sequence_implicit_rewards
+from prime_trl.logprobs import completion_token_logps
 
 PRM_ADAPTER_NAME = "prm"
 
@@ -56,20 +57,14 @@ class CompletionBatch:
 
 
 def completion_logps(model: torch.nn.Module, batch: CompletionBatch) -> torch.Tensor:
-    """Per-token log pi(y_t | y_<t) of the completion tokens at temperature 1.
+    """Per-token log pi(y_t | y_<t) of the completion tokens at temperature 1, from an fp32 LM head.
 
-    Returns (N, T). Unlike TRL's fused head (which bakes the sampling temperature in), this always scores at
-    temperature 1: the implicit reward is a log-likelihood ratio of the PRM, not of the sampler.
+    Returns (N, T) fp32. The body runs under the caller's autocast (bf16 on GPU), the head in fp32: bf16 logits
+    round log-probs to ~2^-5, which erases the small PRM-vs-reference differences the implicit reward is made of.
+    Unlike TRL's fused head (which bakes the sampling temperature in), this always scores at temperature 1: the
+    implicit reward is a log-likelihood ratio of the PRM, not of the sampler.
     """
-    num_completion = batch.completion_mask.size(1)
-    # logits at position i predict token i+1, so the T completion tokens need the T positions before them
-    logits = model(
-        input_ids=batch.input_ids,
-        attention_mask=batch.attention_mask,
-        logits_to_keep=num_completion + 1,
-        use_cache=False,
-    ).logits[:, :-1]  # (N, T, V)
-    return selective_log_softmax(logits, batch.input_ids[:, -num_completion:])  # (N, T)
+    return completion_token_logps(model, batch.input_ids, batch.attention_mask, batch.completion_mask.size(1))
 
 
 class SeparatePRM:
@@ -90,9 +85,6 @@ class SeparatePRM:
 
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
         return [p for p in self.model.parameters() if p.requires_grad]
-
-    def save(self, output_dir: str) -> None:
-        self.model.save_pretrained(output_dir)
 
 
 class AdapterPRM:
@@ -119,15 +111,15 @@ class AdapterPRM:
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
         return [p for n, p in self.model.named_parameters() if f".{self.name}." in n]
 
-    def save(self, output_dir: str) -> None:
-        self.model.save_pretrained(output_dir, selected_adapters=[self.name])
-
 
 PLACEMENTS = {"separate": SeparatePRM, "adapter": AdapterPRM}
 
 
 class OnlinePRM:
     """Scores completions with implicit process rewards and learns from outcome labels.
+
+    This is the training side, owned by `PRIMETrainer`; to load a saved PRM and score text afterwards, use
+    `prime_trl.implicit_prm.ImplicitPRM`.
 
     `accelerator` supplies the device, autocast and the cross-process gradient sum. A separate PRM comes here
     prepared by the accelerator (DDP under `accelerate launch`), which all-reduces its gradients; an adapter PRM

@@ -4,8 +4,9 @@ GRPO already samples `num_generations` completions per prompt, scores them with 
 (gathered across processes) and applies a PPO-clip loss that accepts per-token advantages. PRIME replaces
 what happens between scoring and the loss:
 
-    outcome scores -> accuracy filter -> implicit PRM (score + online update) -> advantage estimator
-    (RLOO returns and whitening by default; REINFORCE, GRPO, PPO with a value model: `prime_trl.estimators`)
+    outcome reward and PRM label -> accuracy filter on the label -> implicit PRM (score + online update on the
+    label) -> advantage estimator on the outcome reward (RLOO returns and whitening by default; REINFORCE, GRPO,
+    PPO with a value model: `prime_trl.estimators`)
 
 All formulas are in `prime_trl.core`; the PRM's state is in `prime_trl.prm`. This file orchestrates.
 """
@@ -13,13 +14,14 @@ All formulas are in `prime_trl.core`; the PRM's state is in `prime_trl.prm`. Thi
 from __future__ import annotations
 
 import copy
+import logging
 import os
 from contextlib import contextmanager
 
 import torch
-from transformers.trainer import PREFIX_CHECKPOINT_DIR
+from transformers.trainer import PREFIX_CHECKPOINT_DIR, TRAINER_STATE_NAME
 from transformers.trainer_utils import rotate_checkpoints
-from trl import GRPOTrainer
+from trl import GRPOConfig, GRPOTrainer
 from trl.trainer.utils import create_model_from_path
 
 from prime_trl.checkpoint import (
@@ -27,21 +29,25 @@ from prime_trl.checkpoint import (
     STAGING_DIR,
     load_generation_state,
     publish,
+    published_path,
     save_generation_state,
 )
-from prime_trl.config import PRIMEConfig
+from prime_trl.config import PRIMEConfig, prime_config_from_grpo
 from prime_trl.core import (
     accuracy_filter,
     min_form_rewards,
     normalize_process_rewards,
+    outcome_scores,
     prm_pairwise_accuracy,
 )
 from prime_trl.estimators import ADVANTAGE_ESTIMATORS, NEEDS_VALUE_MODEL, EstimatorInputs
+from prime_trl.label_rule import resolve_label_rule
 from prime_trl.prm import PLACEMENTS, PRM_ADAPTER_NAME, CompletionBatch, OnlinePRM
 from prime_trl.value import VALUE_ADAPTER_NAME, VALUE_PLACEMENTS, VALUE_STATE_FILE, ValueModel
 
 PRM_DIR = "prm"
 VALUE_DIR = "value"
+logger = logging.getLogger(__name__)
 # How process rewards become credit: PRIME sums them; PURE re-weights them towards the minimum ahead.
 CREDIT_ASSIGNMENT = {
     "sum": lambda rewards, mask, temperature: rewards,
@@ -52,7 +58,8 @@ CREDIT_ASSIGNMENT = {
 class PRIMETrainer(GRPOTrainer):
     """Drop-in replacement for `GRPOTrainer` that trains with PRIME.
 
-    Args are those of `GRPOTrainer`, with `args` a `PRIMEConfig`, plus:
+    Args are those of `GRPOTrainer`, with `args` a `PRIMEConfig` (a `GRPOConfig` is converted, keeping all its
+    values, PRIME's fields at their defaults), plus:
         prm_model: optional PRM instance (placement "separate"); default: a copy of the policy's start.
         prm_ref_model: optional frozen reference for the PRM; default: a copy of the PRM's start.
     """
@@ -81,7 +88,9 @@ class PRIMETrainer(GRPOTrainer):
             name = model if isinstance(model, str) else model.config._name_or_path
             args = PRIMEConfig(f"{str(name).split('/')[-1]}-PRIME")
         if not isinstance(args, PRIMEConfig):
-            raise TypeError(f"PRIMETrainer needs args to be a PRIMEConfig, got {type(args).__name__}.")
+            if not isinstance(args, GRPOConfig):
+                raise TypeError(f"PRIMETrainer needs args to be a PRIMEConfig or GRPOConfig, got {type(args).__name__}.")
+            args = prime_config_from_grpo(args)
         _check_quantization_runs_here(
             quantization_config or (args.model_init_kwargs or {}).get("quantization_config"), model
         )
@@ -111,6 +120,11 @@ class PRIMETrainer(GRPOTrainer):
             peft_config=peft_config,
             **kwargs,
         )
+        self.prm_label_rule = resolve_label_rule(
+            args.prm_label_funcs, args.prm_label_transform, self.reward_funcs, self.reward_func_names,
+            self.reward_weights,
+        )
+        logger.info(self.prm_label_rule.describe())
         self.prm_placement = placement
         self.prm = OnlinePRM(
             self._build_placement(placement, prm_model, prm_ref_model),
@@ -187,34 +201,40 @@ class PRIMETrainer(GRPOTrainer):
 
     # -- PRIME: rewards -------------------------------------------------------------------------------------
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
-        # Keep the gathered (B_global, num_reward_funcs) outcome rewards for PRIME's filter, labels and RLOO.
+        # GRPO computes the gathered (B_global, num_reward_funcs) rewards inside `_generate_and_score_completions`
+        # and returns none of them: hand them over to our override of that method, which passes them on.
         self._outcome_rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         return self._outcome_rewards_per_func
 
     def _generate_and_score_completions(self, inputs):
         output = super()._generate_and_score_completions(inputs)
+        rewards_per_func, self._outcome_rewards_per_func = self._outcome_rewards_per_func, None
         if not self.model.training:  # evaluation also comes through here: no PRM update, GRPO advantages
             return output
-        return self._apply_prime(output)
+        return self._apply_prime(output, rewards_per_func)
 
-    def _apply_prime(self, output: dict) -> dict:
-        """Replace GRPO's (B,) advantages by PRIME's per-token (B, T) advantages and update the PRM."""
+    def _apply_prime(self, output: dict, rewards_per_func: torch.Tensor) -> dict:
+        """Replace GRPO's (B,) advantages by PRIME's per-token (B, T) advantages and update the PRM.
+
+        `rewards_per_func`: (B_global, num_reward_funcs) rewards gathered across processes, NaN for None.
+        """
         G = self.num_generations
         completion_mask = output["completion_mask"]  # (B_local, T)
         num_local = completion_mask.size(0)
         local = slice(self.accelerator.process_index * num_local, (self.accelerator.process_index + 1) * num_local)
 
-        # 1. Outcome scores r_o, gathered (B_global,); NaN where every reward function returned None.
-        scores = _outcome_scores(self._outcome_rewards_per_func, self.reward_weights)
-        _check_outcome_range(scores, self.reward_func_names)
+        # 1. Outcome reward r_o (GRPO's weighted sum, any range) for the advantage; the PRM's label in [0, 1] by
+        # the `prm_label_funcs` rule. Both (B_global,), NaN where nothing scored the row.
+        outcome = outcome_scores(rewards_per_func, self.reward_weights)
+        labels = self.prm_label_rule(rewards_per_func, self.reward_weights)
 
-        # 2. Accuracy filter: keep whole groups whose mean outcome lies in [low, high] and that are all scorable.
-        scorable_groups = ~scores.view(-1, G).isnan().any(dim=1)  # (P_global,)
-        keep_groups = accuracy_filter(
-            scores.nan_to_num(0.0), G, self.args.accuracy_lower_bound, self.args.accuracy_upper_bound
-        ) & scorable_groups
+        # 2. Accuracy filter on the label (correctness, as the authors' `acc`): whole groups whose mean lies in
+        # [low, high]; a group with a row without a label is dropped (the outcome is NaN only where the label is).
+        keep_groups = accuracy_filter(labels, G, self.args.accuracy_lower_bound, self.args.accuracy_upper_bound)
         keep_rows = keep_groups.repeat_interleave(G)  # (B_global,)
-        labels = scores.nan_to_num(0.0)
+        label_mean = labels.nanmean()
+        # NaN rows sit in dropped groups, masked out of every loss; 0 keeps NaN out of the arithmetic.
+        outcome, labels = outcome.nan_to_num(0.0), labels.nan_to_num(0.0)
 
         # 3. Implicit PRM on this process's kept rows: reference pass, then score and/or update.
         loss_mask = completion_mask if "tool_mask" not in output else completion_mask * output["tool_mask"]
@@ -236,7 +256,7 @@ class PRIMETrainer(GRPOTrainer):
         # 4. Advantages over the global batch, so they do not depend on how rows are split across processes.
         loss_mask = loss_mask * keep_rows[local].unsqueeze(1)  # masked, never dropped: the buffer splits equal chunks
         rewards_g, mask_g = self._gather_padded(process_rewards), self._gather_padded(loss_mask.float())
-        advantages = self._token_advantages(rewards_g, labels, mask_g, batch)
+        advantages = self._token_advantages(rewards_g, outcome, mask_g, batch)
         # GRPO's completions table keeps one advantage per row of the global batch (a deque of that length):
         # show PRIME's at the first completion token, the whitened return of the whole response.
         self._logs["advantages"].extend(advantages[:, 0].tolist())
@@ -247,6 +267,7 @@ class PRIMETrainer(GRPOTrainer):
         output["num_items_in_batch"] = self.accelerator.gather(loss_mask.sum()).sum()
 
         self._log_prime_metrics(prm_metrics, rewards_g, labels, mask_g, keep_rows, keep_groups)
+        self._metrics["train"]["prm/label_mean"].append(label_mean.item())
         return output
 
     def _prm_reference_logps(self, output: dict, rows: torch.Tensor, batch: CompletionBatch) -> torch.Tensor:
@@ -331,14 +352,17 @@ class PRIMETrainer(GRPOTrainer):
             torch.save(self.value.state_dict(), os.path.join(output_dir, VALUE_STATE_FILE))
 
     def _save_checkpoint(self, model, trial):
-        """GRPO's checkpoint plus the PRM's optimizer and GRPO's generation buffer, published atomically."""
+        """GRPO's checkpoint plus the PRM's optimizer and GRPO's generation buffer, published atomically.
+
+        Every rank takes the same steps (the paths it records are the same); rank 0 writes shared files and
+        publishes, the others wait at the barriers."""
         run_dir = self._get_output_dir(trial=trial)
         name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
         staging_root = os.path.join(run_dir, STAGING_DIR)
+        staged = os.path.join(staging_root, name)
         self._checkpoint_root = staging_root  # the parent writes into <run_dir>/.staging/checkpoint-N
         try:
             super()._save_checkpoint(model, trial)
-            staged = os.path.join(staging_root, name)
             os.makedirs(staged, exist_ok=True)
             if not self.args.save_only_model:
                 save_generation_state(staged, self.accelerator.process_index, self._step, self._buffered_inputs)
@@ -346,6 +370,10 @@ class PRIMETrainer(GRPOTrainer):
                     torch.save(self.prm.state_dict(), os.path.join(staged, PRM_STATE_FILE))
         finally:
             self._checkpoint_root = None
+        # The parent recorded the best checkpoint under the staging folder: record, and save, where it is published.
+        self.state.best_model_checkpoint = published_path(self.state.best_model_checkpoint, staging_root, run_dir)
+        if self.args.should_save:
+            self.state.save_to_json(os.path.join(staged, TRAINER_STATE_NAME))
         self.accelerator.wait_for_everyone()
         if self.args.should_save:
             publish(staged, os.path.join(run_dir, name))
@@ -361,6 +389,11 @@ class PRIMETrainer(GRPOTrainer):
 
     def _get_output_dir(self, trial) -> str:
         return getattr(self, "_checkpoint_root", None) or super()._get_output_dir(trial)
+
+    def _load_best_model(self) -> None:
+        """`load_best_model_at_end`: the policy as the Trainer loads it, and the PRM saved beside it."""
+        super()._load_best_model()
+        self._load_prm_weights(os.path.join(self.state.best_model_checkpoint, PRM_DIR))
 
     def _load_optimizer_and_scheduler(self, checkpoint):
         """Resume: the parent's optimizer and scheduler, then the PRM and the unspent generation batch."""
@@ -517,19 +550,3 @@ def _whole_weights():
             del os.environ["FSDP_CPU_RAM_EFFICIENT_LOADING"]
         else:
             os.environ["FSDP_CPU_RAM_EFFICIENT_LOADING"] = saved_env
-
-
-def _outcome_scores(rewards_per_func: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """(B, F) rewards -> (B,) weighted sum; NaN where every reward function returned None (unscorable)."""
-    scores = (rewards_per_func * weights.to(rewards_per_func.device).unsqueeze(0)).nansum(dim=1)
-    return scores.masked_fill(rewards_per_func.isnan().all(dim=1), float("nan"))
-
-
-def _check_outcome_range(scores: torch.Tensor, reward_func_names: list[str]) -> None:
-    bad = (scores < 0) | (scores > 1)
-    if bad.any():
-        row = int(bad.nonzero()[0])
-        raise ValueError(
-            f"PRIME needs outcome rewards in [0, 1] (they are the PRM's cross-entropy labels), but row {row} scored "
-            f"{scores[row].item():.4g} from reward functions {reward_func_names} (weighted by reward_weights)."
-        )

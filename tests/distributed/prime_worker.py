@@ -64,10 +64,9 @@ def run_fixed(trainer):
         "completion_ids": completion_ids[rows, :width],
         "completion_mask": completion_mask[rows, :width],
     }
-    trainer._outcome_rewards_per_func = outcome
     trainer.model.train()
-    trainer._apply_prime(dict(output))  # step 1: the PRM starts equal to its reference, so r = 0; it learns here
-    output = trainer._apply_prime(dict(output))  # step 2: non-zero process rewards from the updated PRM
+    trainer._apply_prime(dict(output), outcome)  # step 1: the PRM starts equal to its reference, so r = 0; it learns
+    output = trainer._apply_prime(dict(output), outcome)  # step 2: non-zero process rewards from the updated PRM
     advantages = trainer._gather_padded(output["advantages"])
     metrics = {k: v[-1] for k, v in trainer._metrics["train"].items()}
     result = {"advantages": advantages.tolist(), "prm_checksum": checksum(trainer.prm.parameters), "metrics": metrics}
