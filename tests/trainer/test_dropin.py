@@ -174,9 +174,9 @@ def test_trainer_feeds_labels_to_prm_and_filter_and_outcome_to_advantages(tiny_m
         seen["prm_labels"] = labels.clone()
         return step(mode, batch, ref_logps, labels)
 
-    def spy_advantages(process_rewards, scores, mask):
+    def spy_advantages(process_rewards, scores, mask, batch=None):
         seen["outcome"] = scores.clone()
-        return token_advantages(process_rewards, scores, mask)
+        return token_advantages(process_rewards, scores, mask, batch)
 
     trainer.prm.step, trainer._token_advantages = spy_step, spy_advantages
     # columns: accuracy, format, penalty; weights 1, 0.5, 1; label = (1*acc + 0.5*fmt) / (weights present)

@@ -56,11 +56,11 @@ def test_policy_reference_refuses_a_reference_model(tiny_model_dir, tmp_path):
 class DPOLossRecorder(PRIMETrainer):
     """Recomputes the PRM's DPO loss from the batch it learned from, with the pre-update PRM."""
 
-    def _apply_prime(self, output):
+    def _apply_prime(self, output, rewards_per_func):
         self.prm_before = copy.deepcopy(self.prm_model)
         self.last_output = {k: v.clone() for k, v in output.items() if torch.is_tensor(v)}
-        self.last_labels = self._outcome_rewards_per_func[:, 0].clone()
-        return super()._apply_prime(output)
+        self.last_labels = self.prm_label_rule(rewards_per_func, self.reward_weights).clone()  # the PRM's labels
+        return super()._apply_prime(output, rewards_per_func)
 
 
 @pytest.mark.slow
