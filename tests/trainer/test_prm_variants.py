@@ -24,8 +24,8 @@ def _changed(before, module):
 class ReferenceRecorder(PRIMETrainer):
     """Records the reference log-probs PRIME used and the policy's own log-probs of the same rows."""
 
-    def _prm_reference_logps(self, output, rows, batch):
-        ref = super()._prm_reference_logps(output, rows, batch)
+    def _prm_reference_logps(self, batch):
+        ref = super()._prm_reference_logps(batch)
         with torch.no_grad():
             self.recorded = (ref.clone(), completion_logps(self.model, batch).float())
         return ref
