@@ -174,9 +174,9 @@ class OnlinePRM:
             module = module.module if isinstance(module, DistributedDataParallel) else module
             return torch.cat([completion_logps(module, batch.rows(i)) for i in batch.split(self.micro_batch_size)])
 
-    def reference_logps(self, ref_type: str, policy, batch: CompletionBatch, sampling_logps=None) -> torch.Tensor:
+    def reference_logps(self, ref_type: str, policy, batch: CompletionBatch) -> torch.Tensor:
         """log pi_ref of each completion token, (N, T), under `prm_ref_type` `ref_type` (`PRM_REFERENCES`)."""
-        return PRM_REFERENCES[ref_type](self, policy, batch, sampling_logps)
+        return PRM_REFERENCES[ref_type](self, policy, batch)
 
     def ref_logps(self, batch: CompletionBatch) -> torch.Tensor:
         """log pi_ref of each completion token, (N, T)."""
@@ -352,18 +352,18 @@ PRM_LOSSES = {"ce": _CrossEntropyLoss(), "dpo": _PairwiseDPOLoss()}
 
 
 # -- the PRM's reference (`prm_ref_type`) --------------------------------------------------------------
-def _frozen_reference(prm: OnlinePRM, policy, batch, sampling_logps):
+def _frozen_reference(prm: OnlinePRM, policy, batch):
     return prm.ref_logps(batch)
 
 
-def _policy_reference(prm: OnlinePRM, policy, batch, sampling_logps):
+def _policy_reference(prm: OnlinePRM, policy, batch):
     """The authors' ref_type "policy": log pi_ref = the policy's log-probs of its own samples, at temperature 1.
 
-    GRPO's sampling-time log-probs are reused when it kept them (they must be at temperature 1); otherwise the
-    policy, unchanged since it sampled, is scored once without gradients. No reference model is held.
+    The policy has not changed since it sampled, so it is scored once without gradients, by the same
+    `completion_logps` (temperature 1, fp32 head) as the PRM: GRPO's own sampling-time log-probs are at the
+    sampling temperature and from its bf16 head, and would put their rounding into the log-ratio.
+    No reference model is held.
     """
-    if sampling_logps is not None:
-        return sampling_logps.float()
     return prm._logps_no_grad(lambda: nullcontext(policy), batch).float()
 
 

@@ -4,8 +4,9 @@ GRPO already samples `num_generations` completions per prompt, scores them with 
 (gathered across processes) and applies a PPO-clip loss that accepts per-token advantages. PRIME replaces
 what happens between scoring and the loss:
 
-    outcome reward and PRM label -> accuracy filter on the label -> implicit PRM (score + online CE update on the
-    label) -> RLOO returns on the outcome reward -> whitening
+    outcome reward and PRM label -> accuracy filter on the label -> implicit PRM (score + online update on the
+    label) -> advantage estimator on the outcome reward (RLOO returns and whitening by default; REINFORCE, GRPO,
+    PPO with a value model: `prime_trl.estimators`)
 
 All formulas are in `prime_trl.core`; the PRM's state is in `prime_trl.prm`. This file orchestrates.
 """
@@ -248,7 +249,7 @@ class PRIMETrainer(GRPOTrainer):
         if self.prm_in_use:
             kept_local = keep_rows[local].nonzero().squeeze(1)
             kept_batch = batch.rows(kept_local)
-            ref_logps = self._prm_reference_logps(output, kept_local, kept_batch)
+            ref_logps = self._prm_reference_logps(kept_batch)
             process_rewards[kept_local], prm_metrics = self.prm.step(
                 self.args.prm_update, kept_batch, ref_logps, labels[local][kept_local]
             )
@@ -270,12 +271,9 @@ class PRIMETrainer(GRPOTrainer):
         self._metrics["train"]["prm/label_mean"].append(label_mean.item())
         return output
 
-    def _prm_reference_logps(self, output: dict, rows: torch.Tensor, batch: CompletionBatch) -> torch.Tensor:
-        """(N, T) log pi_ref of the kept rows under `prm_ref_type`. GRPO's sampling-time log-probs are at the
-        sampling temperature, so they serve as the policy reference only when that temperature is 1."""
-        sampling = output.get("old_per_token_logps") if self.args.temperature == 1.0 else None
-        sampling = sampling[rows] if sampling is not None else None
-        return self.prm.reference_logps(self.args.prm_ref_type, self.model, batch, sampling)
+    def _prm_reference_logps(self, batch: CompletionBatch) -> torch.Tensor:
+        """(N, T) log pi_ref of the kept rows under `prm_ref_type`: the frozen reference, or the policy itself."""
+        return self.prm.reference_logps(self.args.prm_ref_type, self.model, batch)
 
     def _token_advantages(self, process_rewards, scores, mask, batch: CompletionBatch | None = None):
         """(B_global, T) advantages: preprocess process rewards, then the configured estimator (`ADVANTAGE_ESTIMATORS`).

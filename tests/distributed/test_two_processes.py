@@ -88,7 +88,8 @@ def test_two_processes_agree_with_one_for_other_estimators(tiny_model_dir, tmp_p
     torch.testing.assert_close(a2, a1, atol=1e-5, rtol=1e-4)
     assert two["prm_checksum"] == pytest.approx(one["prm_checksum"], rel=1e-6)
     if "value_checksum" in one:  # the value model's gradient sum across processes is the one-process gradient
-        assert two["value_checksum"] == pytest.approx(one["value_checksum"], rel=1e-6)
+        # up to summation order, which AdamW's normalised steps (lr 1e-2) can enlarge on near-zero gradients
+        assert two["value_checksum"] == pytest.approx(one["value_checksum"], rel=1e-5)
         assert two["metrics"]["value/loss"] == pytest.approx(one["metrics"]["value/loss"], rel=1e-4)
 
 

@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from peft import LoraConfig
 
 from prime_trl import PRIMETrainer
 from prime_trl.core import prm_dpo_loss, sequence_implicit_rewards
@@ -23,18 +24,21 @@ def _changed(before, module):
 class ReferenceRecorder(PRIMETrainer):
     """Records the reference log-probs PRIME used and the policy's own log-probs of the same rows."""
 
-    def _prm_reference_logps(self, output, rows, batch):
-        ref = super()._prm_reference_logps(output, rows, batch)
+    def _prm_reference_logps(self, batch):
+        ref = super()._prm_reference_logps(batch)
         with torch.no_grad():
             self.recorded = (ref.clone(), completion_logps(self.model, batch).float())
         return ref
 
 
 @pytest.mark.slow
-def test_policy_reference_holds_no_model_and_uses_the_policy(tiny_model_dir, tmp_path):
+@pytest.mark.parametrize("peft", [False, True], ids=["separate", "adapter"])
+def test_policy_reference_holds_no_model_and_uses_the_policy(tiny_model_dir, tmp_path, peft):
     args = cpu_config(tmp_path, prm_ref_type="policy", accuracy_lower_bound=0.0, accuracy_upper_bound=1.0)
-    trainer = ReferenceRecorder(model=tiny_model_dir, reward_funcs=parity_reward, args=args, train_dataset=toy_dataset())
-    assert trainer.prm.placement.ref_model is None
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM") if peft else None
+    trainer = ReferenceRecorder(model=tiny_model_dir, reward_funcs=parity_reward, args=args, train_dataset=toy_dataset(),
+                                peft_config=lora)
+    assert peft or trainer.prm.placement.ref_model is None  # the adapter PRM never holds one
     policy0, prm0 = _snapshot(trainer.model), _snapshot(trainer.prm_model)
     trainer.train()
     ref, policy_logps = trainer.recorded  # the last step's: the policy has moved since the start
@@ -55,7 +59,7 @@ class DPOLossRecorder(PRIMETrainer):
     def _apply_prime(self, output, rewards_per_func):
         self.prm_before = copy.deepcopy(self.prm_model)
         self.last_output = {k: v.clone() for k, v in output.items() if torch.is_tensor(v)}
-        self.last_labels = rewards_per_func[:, 0].clone()
+        self.last_labels = self.prm_label_rule(rewards_per_func, self.reward_weights).clone()  # the PRM's labels
         return super()._apply_prime(output, rewards_per_func)
 
 
