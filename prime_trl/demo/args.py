@@ -75,7 +75,9 @@ class DemoArguments:
     num_generations: int = field(default=4, metadata={"help": "Samples per prompt (group-accuracy check and RL)."})
     # --- PRIME ---
     rl_max_steps: int = field(
-        default=100, metadata={"help": "PRIME steps: generation batches, each policy_mini_batches optimizer steps."}
+        default=60,
+        metadata={"help": "PRIME steps: generation batches of rl_prompts_per_step x num_generations rollouts, each "
+                  "policy_mini_batches optimizer steps (60 x 128 = 7,680 sampled completions)."},
     )
     rl_prompts_per_step: int = field(default=32, metadata={"help": "Prompts per PRIME step (x num_generations samples)."})
     rl_learning_rate: float = field(default=3e-5, metadata={"help": "Policy learning rate (constant)."})
@@ -114,9 +116,9 @@ class DemoArguments:
                   "the earlier recipe (beta 0.05, PRM lr 1e-3) the PRM stayed near chance and 1.0 held PRIME to "
                   "+0.06 where 0.25 reached +0.10 (150 steps); 0.5 sits between, for a PRM that learns."},
     )  # fmt: skip
-    rl_eval_every: int = field(default=20, metadata={"help": "PRIME steps between held-out accuracy checks."})
+    rl_eval_every: int = field(default=15, metadata={"help": "PRIME steps between held-out accuracy checks."})
     prm_health_every: int = field(
-        default=10, metadata={"help": "PRIME steps between PRM-health measurements on the held-out pool (prm/heldout_*)."}
+        default=5, metadata={"help": "PRIME steps between PRM-health measurements on the held-out pool (prm/heldout_*)."}
     )
 
 
