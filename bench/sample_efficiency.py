@@ -10,7 +10,9 @@ runs no pass at all). Reports, each as mean ± 95% t interval over seeds:
   (on the seed-mean curves; > 1: PRIME is more sample-efficient; the paper reports 2.5 at 7B), with a
   paired bootstrap interval over seeds;
 - PRIME's PRM health on the demo's held-out pool (`prm/heldout_*`) at the end.
-Writes `sample_efficiency.png` and `sample_efficiency.json`. A benchmark, not a test.
+Writes `sample_efficiency.png` and `sample_efficiency.json`. A benchmark, not a test. Each finished run leaves
+`run-<seed>-<method>/curve.json`, which a later invocation reads instead of training again, so seeds can run
+as parallel processes (`--seeds 0`, `--seeds 1`, ...) and one last call with every seed summarises them.
 
     prime-trl demo --output-dir prime-demo
     python bench/sample_efficiency.py --demo-dir prime-demo --seeds 0 1 2
@@ -166,21 +168,31 @@ def main(argv: list[str] | None = None) -> int:
     for seed in args.seeds:
         for name, coef in METHODS.items():  # alternate methods within a seed
             coef = demo.process_reward_coef if coef is None else coef
-            print(f"== seed {seed}: {name}", flush=True)
-            _, curve, history = run_rl(
-                sft_dir, tokenizer, splits["rl"], os.path.join(out_dir, f"run-{seed}-{SHORT[name]}"), accuracy,
-                process_reward_coef=coef, max_steps=args.steps or demo.rl_max_steps,
-                prompts_per_step=demo.rl_prompts_per_step, policy_mini_batches=demo.policy_mini_batches,
-                num_generations=demo.num_generations, learning_rate=demo.rl_learning_rate,
-                prm_learning_rate=demo.prm_learning_rate, prm_beta=demo.prm_beta,
-                prm_num_mini_batches=demo.prm_num_mini_batches, max_completion_length=demo.max_completion_length,
-                eval_every=args.eval_every or demo.rl_eval_every, seed=seed,
-                process_reward_norm=demo.process_reward_norm, prm_update="after" if coef else "none",
-                health_pool=pool if coef else None, health_every=args.steps or demo.rl_max_steps,
-            )  # fmt: skip
-            curves[name].append(curve)
-            if history:
-                health.append({"seed": seed, **history[-1]})
+            run_dir = os.path.join(out_dir, f"run-{seed}-{SHORT[name]}")
+            done = os.path.join(run_dir, "curve.json")  # a finished run is read back: seeds can run in parallel
+            if os.path.exists(done):
+                with open(done) as f:
+                    saved = json.load(f)
+            else:
+                print(f"== seed {seed}: {name}", flush=True)
+                started_run = time.time()
+                _, curve, history = run_rl(
+                    sft_dir, tokenizer, splits["rl"], run_dir, accuracy,
+                    process_reward_coef=coef, max_steps=args.steps or demo.rl_max_steps,
+                    prompts_per_step=demo.rl_prompts_per_step, policy_mini_batches=demo.policy_mini_batches,
+                    num_generations=demo.num_generations, learning_rate=demo.rl_learning_rate,
+                    prm_learning_rate=demo.prm_learning_rate, prm_beta=demo.prm_beta,
+                    prm_num_mini_batches=demo.prm_num_mini_batches, max_completion_length=demo.max_completion_length,
+                    eval_every=args.eval_every or demo.rl_eval_every, seed=seed,
+                    process_reward_norm=demo.process_reward_norm, prm_update="after" if coef else "none",
+                    health_pool=pool if coef else None, health_every=args.steps or demo.rl_max_steps,
+                )  # fmt: skip
+                saved = {"curve": curve, "health": history, "wall_s": time.time() - started_run}
+                with open(done, "w") as f:
+                    json.dump(saved, f)
+            curves[name].append(saved["curve"])
+            if saved["health"]:
+                health.append({"seed": seed, **saved["health"][-1]})
 
     report = summarize(curves["PRIME"], curves["RLOO (outcome only)"])
     means = {name: mean_curve(runs) for name, runs in curves.items()}

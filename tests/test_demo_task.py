@@ -78,9 +78,9 @@ def test_determinism_by_seed():
 def test_splits_are_disjoint_and_shaped_for_trl():
     splits = make_demo_splits(num_sft=300, num_rl=100, num_eval=50, num_dev=20, num_pool=10, seed=0, max_value=99)
     assert {k: len(v) for k, v in splits.items()} == {"sft": 300, "rl": 100, "eval": 50, "dev": 20, "pool": 10}
-    # the PRM-health pool comes after the other held-out splits, which it leaves as they were
+    # the PRM-health pool has its own stream: asking for it leaves every other split as it was
     without_pool = make_demo_splits(num_sft=300, num_rl=100, num_eval=50, num_dev=20, seed=0, max_value=99)
-    assert without_pool["eval"] == splits["eval"] and without_pool["dev"] == splits["dev"]
+    assert all(without_pool[k] == splits[k] for k in ("sft", "rl", "eval", "dev"))
     questions = {k: {r["prompt"][-1]["content"] for r in v} for k, v in splits.items()}
     for a in questions:
         for b in questions:
@@ -142,6 +142,12 @@ def test_demo_main_writes_eval_json(tmp_path):
     assert len((out / "prm_pool.jsonl").read_text().splitlines()) == 3
     for name in ("training_curves.png", "heldout_accuracy.png", "prime/config.json", "prime/prm/config.json"):
         assert (out / name).exists(), name
+    # --reuse_sft loads the saved SFT model (no SFT step runs): the same greedy accuracy before RL
+    sft_weights = (out / "sft" / "model.safetensors").read_bytes()
+    assert main([*argv, "--reuse_sft", "true", "--rl_max_steps", "1"]) == 0
+    again = json.loads((out / "eval.json").read_text())
+    assert again["sft_steps"] == 3 and again["accuracy_before"] == result["accuracy_before"]
+    assert (out / "sft" / "model.safetensors").read_bytes() == sft_weights
 
 
 def test_sft_stops_at_target_accuracy(tmp_path):

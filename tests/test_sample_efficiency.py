@@ -97,3 +97,29 @@ def test_summarize_paired_seeds_by_hand():
     assert report["RLOO_sample_efficiency_vs_other_ci95"] == [None, None]
     with pytest.raises(ValueError, match="paired seeds"):
         bench.summarize(prime, rloo[:1])
+
+
+@pytest.mark.slow
+def test_benchmark_runs_end_to_end_on_a_tiny_demo(tmp_path):
+    """Two paired seeds of one RL step each from a tiny demo's SFT model; a rerun reads the saved runs back."""
+    import json
+
+    from prime_trl.scripts.demo import main as demo_main
+
+    demo = tmp_path / "demo"
+    assert demo_main(["--output-dir", str(demo), "--num_sft", "64", "--num_rl", "8", "--num_eval", "8",
+                      "--num_dev", "4", "--num_pool", "2", "--hidden_size", "32", "--num_layers", "1",
+                      "--num_heads", "2", "--sft_max_steps", "2", "--sft_batch_size", "4",
+                      "--sft_target_accuracy", "0", "--max_completion_length", "8", "--num_group_prompts", "2",
+                      "--num_generations", "2", "--rl_max_steps", "1", "--rl_prompts_per_step", "2",
+                      "--policy_mini_batches", "1", "--prm_num_mini_batches", "1"]) == 0  # fmt: skip
+    argv = ["--demo-dir", str(demo), "--seeds", "0", "1", "--steps", "1", "--eval-every", "1"]
+    assert bench.main(argv) == 0
+    report = json.loads((demo / "sample_efficiency" / "sample_efficiency.json").read_text())
+    assert report["num_seeds"] == 2 and report["num_eval_prompts"] == 8
+    assert [len(c) for c in report["curves"]["PRIME"]] == [2, 2]  # step 0 and step 1, per seed
+    assert "PRIME_sample_efficiency_vs_other" in report
+    assert [h["seed"] for h in report["prime_prm_health_final"]] == [0, 1]
+    saved = (demo / "sample_efficiency" / "run-0-PRIME" / "curve.json").read_text()
+    assert bench.main(argv) == 0  # every run is read back, nothing retrains
+    assert (demo / "sample_efficiency" / "run-0-PRIME" / "curve.json").read_text() == saved

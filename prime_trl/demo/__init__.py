@@ -13,17 +13,23 @@ Stages (each a function, so notebooks and tests can run them one by one):
 5. PRIME from the SFT model (`prime_trl.demo.rl.run_rl`), then greedy held-out accuracy again, the
    accuracy-against-samples curve and the training curves as PNG.
 
-The defaults of `DemoArguments` are the recipe measured on 2 shared CPU cores (field help has the
-reasons). One run of those measurements (seed 0, 1 torch thread, other jobs on the machine):
-- SFT: 525 steps of 32 rows (~1M-parameter Qwen2, 4x128) until dev accuracy 0.33 >= 0.3, 406 s
-  under a load average of ~5 (about 2.8 steps/s when a core is free, so ~3 min);
-- greedy held-out accuracy after SFT 0.42 (200 prompts); wrong answers come from slips in
-  intermediate lines such as "9 - 1 = 6";
-- T=1, 4 samples per prompt on 64 prompts: {0 right: 36, 1: 11, 2: 8, 3: 6, 4: 3}, 39% mixed
-  groups, sample accuracy 0.22;
-- `model.generate` of 64 samples x up to 64 new tokens: 0.35 s (1 thread);
-- feasibility probe for the RL stage: TRL's GRPOTrainer with the outcome reward only (16 prompts
-  x 4, lr 1e-4, beta 0) took greedy accuracy 0.42 -> 0.59 in 60 steps / 65 s.
+The PRM recipe (`DemoArguments` defaults; the library's defaults stay the authors'):
+- beta 1.0 instead of 0.05: the authors' beta goes with ~1,000-token completions; the demo's are ~40
+  tokens, so at 0.05 the PRM must move every token's log-probability ~20x further to express the same
+  logit, and the cheapest way is a drift proportional to length (the sequence reward of the earlier
+  recipe correlated -0.47 with length);
+- PRM learning rate 1e-4 and 4 PRM mini-batches per generation batch (the authors' 4): an offline study
+  on this model's rollouts (one seed, so a hypothesis) gave held-out pairwise accuracy 0.60 for the
+  earlier beta 0.05 / lr 1e-3, 0.65 at lr 1e-4 and 0.73 at beta 1.0 / lr 1e-4;
+- 4 policy mini-batches per generation batch (TRL's steps_per_generation, the authors' 4): with 1,
+  PPO's ratio clipping never acts;
+- the process term weighted 0.5 and left unnormalised (`process_reward_norm="none"`): the authors'
+  batch_norm rescales even an untrained PRM's noise to the outcome's size, which collapsed this model.
+Dynamic sampling (refilling the batch with informative groups) is not used: it was not in the library
+when this recipe was set. What the recipe measured is in the README's Quickstart, with its command.
+The PRM's health is measured as it trains on a fixed pool of SFT rollouts of held-out prompts
+(`prm_pool.jsonl`, `prime_trl.prm_health`): held-out pairwise accuracy, length drift and how often the
+lowest-reward line is a wrong solution's first wrong line (`prime_trl.demo.task.first_wrong_step`).
 """
 
 from prime_trl.demo.args import DemoArguments, demo_splits

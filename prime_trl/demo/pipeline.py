@@ -37,7 +37,20 @@ class _Timer:
 
 
 def warm_start(args: DemoArguments, splits: dict[str, list[dict]], timer: _Timer):
-    """Stages 2-3: build the model and tokenizer, SFT them, save to `output_dir/sft`."""
+    """Stages 2-3: build the model and tokenizer, SFT them, save to `output_dir/sft` (with `sft_run.json`).
+
+    With `args.reuse_sft` and a saved SFT model in `output_dir/sft`, that model is loaded instead: the same
+    seed and arguments give the same weights, so only the RL stage runs again.
+    """
+    sft_dir = os.path.join(args.output_dir, "sft")
+    record = os.path.join(sft_dir, "sft_run.json")
+    if args.reuse_sft and os.path.exists(os.path.join(sft_dir, "config.json")):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        print(f"reusing the SFT model in {sft_dir}")
+        with open(record) as f:
+            sft = json.load(f)
+        return AutoModelForCausalLM.from_pretrained(sft_dir).eval(), AutoTokenizer.from_pretrained(sft_dir), sft
     with timer("build_s"):
         model, tokenizer = build_demo_model_and_tokenizer(
             tokenizer_corpus(splits["sft"]),
@@ -47,7 +60,6 @@ def warm_start(args: DemoArguments, splits: dict[str, list[dict]], timer: _Timer
             num_heads=args.num_heads,
             seed=args.seed,
         )
-    sft_dir = os.path.join(args.output_dir, "sft")
     with timer("sft_s"):
         sft = run_sft(
             model,
@@ -65,6 +77,8 @@ def warm_start(args: DemoArguments, splits: dict[str, list[dict]], timer: _Timer
         )
     model.save_pretrained(sft_dir)
     tokenizer.save_pretrained(sft_dir)
+    with open(record, "w") as f:
+        json.dump({**sft, "seconds": timer.seconds["sft_s"]}, f)
     return model, tokenizer, sft
 
 

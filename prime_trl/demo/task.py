@@ -170,19 +170,22 @@ def make_demo_splits(
 ) -> dict[str, list[dict]]:
     """Disjoint splits: "sft" (worked solutions), "rl", "eval", "dev" and "pool" (prompt rows with ground truth).
 
-    The held-out questions ("eval", then "dev" for stopping decisions, then "pool" for the PRM's held-out
-    rollouts) are drawn first and excluded from the training splits, so held-out accuracy is on questions
-    the model never saw; adding pool prompts leaves the other splits as they were.
+    The held-out questions ("eval", then "dev" for stopping decisions) are drawn first and excluded from the
+    training splits, so held-out accuracy is on questions the model never saw. The "pool" prompts (the PRM's
+    held-out rollouts) come last from their own stream and avoid every other split, so asking for them
+    changes none of the others.
     """
-    held_out = generate_problems(num_eval + num_dev + num_pool, seed=seed + 1, **difficulty)
+    held_out = generate_problems(num_eval + num_dev, seed=seed + 1, **difficulty)
     seen = {p.question for p in held_out}
     train_problems = generate_problems(num_sft + num_rl, seed=seed, exclude=seen, **difficulty)
+    seen |= {p.question for p in train_problems}
+    pool = generate_problems(num_pool, seed=seed + 2, exclude=seen, **difficulty) if num_pool else []
     return {
         "sft": [to_sft_row(p, suffix) for p in train_problems[:num_sft]],
         "rl": [to_prompt_row(p, suffix) for p in train_problems[num_sft:]],
         "eval": [to_prompt_row(p, suffix) for p in held_out[:num_eval]],
-        "dev": [to_prompt_row(p, suffix) for p in held_out[num_eval : num_eval + num_dev]],
-        "pool": [to_prompt_row(p, suffix) for p in held_out[num_eval + num_dev :]],
+        "dev": [to_prompt_row(p, suffix) for p in held_out[num_eval:]],
+        "pool": [to_prompt_row(p, suffix) for p in pool],
     }
 
 
