@@ -75,6 +75,10 @@ def smollm2_dir(smollm2_gguf) -> str:
     final = Path(smollm2_gguf).parent / "hf"
     if not (final / "model.safetensors").is_file():
         tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix="hf-"))
-        gguf_to_hf(smollm2_gguf, str(tmp))
+        try:
+            gguf_to_hf(smollm2_gguf, str(tmp))
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)  # a failed conversion leaves nothing that looks complete
+            raise
         _publish(tmp, final)
     return str(final)
