@@ -127,6 +127,8 @@ def build_trainer(kind: str, model_path: str, work: str, prompts_per_step: int, 
 
     cuda = torch.cuda.is_available()
     trainer_kwargs = {k: extra.pop(k) for k in ("quantization_config",) if k in extra}
+    # A random model: force full-length completions so both trainers do the same work (vLLM calls it min_tokens).
+    generation_kwargs = extra.pop("generation_kwargs", {"min_new_tokens": completion})
     common = dict(
         output_dir=os.path.join(work, f"{kind}-{placement}-{peft}"), seed=0, max_steps=steps,
         num_generations=generations, per_device_train_batch_size=prompts_per_step * generations,
@@ -134,7 +136,7 @@ def build_trainer(kind: str, model_path: str, work: str, prompts_per_step: int, 
         beta=0.0, loss_type="dapo", epsilon=0.2, bf16=cuda, use_cpu=not cuda, gradient_checkpointing=False,
         logging_steps=1, report_to="none", save_strategy="no", disable_tqdm=True,
         model_init_kwargs={"dtype": "bfloat16" if cuda else "float32"},
-        generation_kwargs={"min_new_tokens": completion},  # a random model: same amount of work for both
+        generation_kwargs=generation_kwargs,
         **extra,
     )  # fmt: skip
     dataset = prompts(prompts_per_step * (steps + 1))
@@ -190,7 +192,7 @@ def section_throughput(ctx: dict) -> dict:
         timer = StepTimer()
         instrument(trainer, timer)
         trainer.train()
-        num_params = sum(p.numel() for n, p in trainer.model.named_parameters() if ".default." not in n)
+        num_params = sum(p.numel() for n, p in trainer.model.named_parameters() if "lora_" not in n)  # the base
         steps, tokens = [breakdown(s) for s in timer.steps[1:]], timer.tokens[1:]  # the first step is warm-up
         del trainer
         _free()
@@ -266,7 +268,8 @@ def section_vllm(ctx: dict) -> dict:
     # vLLM detokenizes what it samples, so this model's vocabulary is the tokenizer's own.
     trainer = build_trainer("PRIME", ctx["model_own_vocab"], ctx["work"], work["prompts"],
                             ctx["profile"]["generations"], work["completion"], work["steps"] + 1, True, "adapter",
-                            use_vllm=True, vllm_mode="colocate", vllm_gpu_memory_utilization=0.3)  # fmt: skip
+                            use_vllm=True, vllm_mode="colocate", vllm_gpu_memory_utilization=0.3,
+                            generation_kwargs={"min_tokens": work["completion"]})  # fmt: skip
     build_s = time.perf_counter() - start_time
     timer = StepTimer()
     instrument(trainer, timer)
