@@ -1,4 +1,4 @@
-"""One GPU check of prime-trl, about 8 minutes on one GPU, writing one JSON file.
+"""One GPU check of prime-trl, sized for about 8 minutes on one GPU (not yet timed on one), writing one JSON file.
 
     python bench/gpu_check.py --out gpu_check.json              # one CUDA GPU
     python bench/gpu_check.py --dry-run --out gpu_check.json    # CPU: tiny models, checks this script's plumbing
