@@ -34,7 +34,7 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     packages=find_packages(include=["prime_trl", "prime_trl.*"]),
-    package_data={"prime_trl": ["data/*.jsonl", "data/*.json"]},
+    package_data={"prime_trl": ["sample_data/*.jsonl", "sample_data/*.json"]},
     include_package_data=True,
     python_requires=">=3.10",
     install_requires=install_requires,

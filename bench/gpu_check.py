@@ -49,7 +49,7 @@ from step_time import StepTimer, breakdown, instrument  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOK = os.path.join(ROOT, "notebooks", "prime_qlora_gsm8k.ipynb")
-GSM8K_ROWS = os.path.join(ROOT, "prime_trl", "data", "gsm8k_sample.jsonl")
+GSM8K_ROWS = os.path.join(ROOT, "prime_trl", "sample_data", "gsm8k_sample.jsonl")
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 # Dense bf16 peak TFLOP/s by device-name fragment (vendor data sheets, SXM parts), for MFU.
 PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0, "A10G": 125.0}
