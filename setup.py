@@ -16,8 +16,10 @@ install_requires = [
 ]
 
 extras = {
-    # deepspeed: the tests run ZeRO-2/3 on CPU processes (gloo)
-    "dev": ["pytest>=8", "pytest-timeout", "nbformat", "nbclient", "ipykernel", "evaluate>=0.4", "deepspeed>=0.17"],
+    # deepspeed: the tests run ZeRO-2/3 on CPU processes (gloo); gguf: transformers needs it to read the GGUF
+    # checkpoint that tests/real convert into a real pretrained model
+    "dev": ["pytest>=8", "pytest-timeout", "nbformat", "nbclient", "ipykernel", "evaluate>=0.4", "deepspeed>=0.17",
+            "gguf>=0.10"],
     "quant": ["bitsandbytes>=0.46.1"],  # the floor transformers 5.23 enforces
     "notebooks": ["jupyter", "ipykernel", "ipywidgets"],
     "vllm": ["vllm"],
@@ -32,7 +34,7 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     packages=find_packages(include=["prime_trl", "prime_trl.*"]),
-    package_data={"prime_trl": ["data/*.jsonl", "data/*.json"]},
+    package_data={"prime_trl": ["sample_data/*.jsonl", "sample_data/*.json"]},
     include_package_data=True,
     python_requires=">=3.10",
     install_requires=install_requires,

@@ -1,10 +1,18 @@
-"""PRIME vs outcome-only RLOO on the demo task: held-out accuracy against completions sampled.
+"""PRIME vs outcome-only RLOO on the demo task: held-out accuracy against completions sampled, paired seeds.
 
-Same SFT start (a `prime-trl demo` output directory), same number of sampled completions, several seeds.
-"PRIME" uses the demo's `process_reward_coef`; "outcome-only RLOO" is the same trainer with
-`process_reward_coef=0` and a frozen PRM (the paper's "RLOO w/ OV only"; the PRM then runs no pass at all).
-Prints accuracy against samples for both, and the ratio of samples each needs to reach the other's final
-accuracy; writes `sample_efficiency.png` and `sample_efficiency.json`. A benchmark, not a test.
+Same SFT start (a `prime-trl demo` output directory), same number of sampled completions, same held-out
+prompts; each seed trains both methods (paired). "PRIME" uses the demo run's recipe; "outcome-only RLOO" is
+the same trainer with `process_reward_coef=0` and a frozen PRM (the paper's "RLOO w/ OV only"; the PRM then
+runs no pass at all). Reports, each as mean ± 95% t interval over seeds:
+- final held-out accuracy of each method and their paired difference;
+- the samples each needs to reach the other's final accuracy, and the headline ratio
+  `PRIME_sample_efficiency_vs_other` = RLOO's budget / samples PRIME needs to reach RLOO's final accuracy
+  (on the seed-mean curves; > 1: PRIME is more sample-efficient; the paper reports 2.5 at 7B), with a
+  paired bootstrap interval over seeds;
+- PRIME's PRM health on the demo's held-out pool (`prm/heldout_*`) at the end.
+Writes `sample_efficiency.png` and `sample_efficiency.json`. A benchmark, not a test. Each finished run leaves
+`run-<seed>-<method>/curve.json`, which a later invocation reads instead of training again, so seeds can run
+as parallel processes (`--seeds 0`, `--seeds 1`, ...) and one last call with every seed summarises them.
 
     prime-trl demo --output-dir prime-demo
     python bench/sample_efficiency.py --demo-dir prime-demo --seeds 0 1 2
@@ -18,10 +26,12 @@ import os
 import sys
 import time
 
-import torch
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from intervals import bootstrap_ci, mean_ci, paired_difference_ci  # noqa: E402
 
 # name -> process_reward_coef (None: the demo run's own weight)
 METHODS = {"PRIME": None, "RLOO (outcome only)": 0.0}
+SHORT = {"PRIME": "PRIME", "RLOO (outcome only)": "RLOO"}
 
 
 def samples_to_reach(curve: list[dict], target: float) -> float | None:
@@ -45,20 +55,97 @@ def mean_curve(curves: list[list[dict]]) -> list[dict]:
     ]
 
 
+def efficiency_ratio(mine: list[dict], other: list[dict]) -> float | None:
+    """other's budget / samples `mine` needs to reach other's final accuracy; None if never (or at 0 samples)."""
+    needed = samples_to_reach(mine, other[-1]["accuracy"])
+    return None if needed in (None, 0) else other[-1]["samples"] / needed
+
+
+def summarize(prime_runs: list[list[dict]], rloo_runs: list[list[dict]], num_resamples: int = 2000) -> dict:
+    """The report's numbers from paired runs (`prime_runs[s]` and `rloo_runs[s]` share seed s)."""
+    if len(prime_runs) != len(rloo_runs) or not prime_runs:
+        raise ValueError("PRIME and RLOO need the same, non-zero number of paired seeds")
+    report: dict = {"num_seeds": len(prime_runs)}
+    finals = {name: [run[-1]["accuracy"] for run in runs] for name, runs in (("PRIME", prime_runs),
+                                                                               ("RLOO", rloo_runs))}  # fmt: skip
+    for name, values in finals.items():
+        mean, half = mean_ci(values)
+        report[f"{name}_final_accuracy"] = {"mean": mean, "ci95": half, "per_seed": values}
+    mean, half = paired_difference_ci(finals["PRIME"], finals["RLOO"])
+    report["PRIME_minus_RLOO_final_accuracy"] = {"mean": mean, "ci95": half}
+    pairs = list(zip(prime_runs, rloo_runs))
+    for name, mine_index in (("PRIME", 0), ("RLOO", 1)):
+
+        def ratio(resampled, i=mine_index):
+            means = mean_curve([p[i] for p in resampled]), mean_curve([p[1 - i] for p in resampled])
+            return efficiency_ratio(*means)
+
+        mine, other = mean_curve([p[mine_index] for p in pairs]), mean_curve([p[1 - mine_index] for p in pairs])
+        report[f"{name}_samples_to_reach_other_final"] = samples_to_reach(mine, other[-1]["accuracy"])
+        report[f"{name}_sample_efficiency_vs_other"] = efficiency_ratio(mine, other)
+        report[f"{name}_sample_efficiency_vs_other_ci95"] = list(bootstrap_ci(pairs, ratio, num_resamples))
+        report[f"{name}_sample_efficiency_vs_other_per_seed"] = [efficiency_ratio(p[mine_index], p[1 - mine_index])
+                                                                 for p in pairs]  # fmt: skip
+    return report
+
+
+def print_report(report: dict, means: dict[str, list[dict]], num_eval: int) -> None:
+    prime, rloo = means["PRIME"], means["RLOO (outcome only)"]
+    print(f"\nheld-out greedy accuracy ({num_eval} problems), mean over {report['num_seeds']} seeds:")
+    print(f"{'samples':>8} {'PRIME':>8} {'RLOO':>8}")
+    for p, r in zip(prime, rloo):
+        print(f"{p['samples']:>8} {p['accuracy']:>8.3f} {r['accuracy']:>8.3f}")
+    for name in ("PRIME", "RLOO"):
+        final = report[f"{name}_final_accuracy"]
+        print(f"{name} final accuracy: {final['mean']:.3f} ± {final['ci95']:.3f} (per seed {final['per_seed']})")
+    diff = report["PRIME_minus_RLOO_final_accuracy"]
+    print(f"PRIME - RLOO (paired): {diff['mean']:+.3f} ± {diff['ci95']:.3f}")
+    for name in ("PRIME", "RLOO"):
+        ratio, ci = report[f"{name}_sample_efficiency_vs_other"], report[f"{name}_sample_efficiency_vs_other_ci95"]
+        shown = "never reaches it" if ratio is None else f"x{ratio:.2f}"
+        print(f"{name} vs the other's final accuracy: {shown} (95% bootstrap over seeds: {ci}; "
+              f"per seed {report[f'{name}_sample_efficiency_vs_other_per_seed']})")  # fmt: skip
+
+
+def plot(curves: dict[str, list[list[dict]]], path: str) -> str:
+    """Each seed thin, the seed mean thick, against completions sampled."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for color, (label, runs) in zip(("C0", "C1"), curves.items()):
+        for run in runs:
+            ax.plot([p["samples"] for p in run], [p["accuracy"] for p in run], color=color, lw=0.8, alpha=0.35)
+        mean = mean_curve(runs)
+        ax.plot([p["samples"] for p in mean], [p["accuracy"] for p in mean], color=color, lw=2, marker="o",
+                label=f"{label} (mean of {len(runs)} seeds)")  # fmt: skip
+    ax.set_xlabel("completions sampled")
+    ax.set_ylabel("held-out accuracy (greedy)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--demo-dir", required=True, help="output of `prime-trl demo` (its sft/ and eval.json)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--steps", type=int, default=None, help="RL steps per run (default: the demo's)")
-    parser.add_argument("--eval-every", type=int, default=None, help="steps between accuracy checks")
+    parser.add_argument("--demo-dir", required=True, help="output of `prime-trl demo` (its sft/, eval.json, pool)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, default=None, help="RL generation batches per run (default: the demo's)")
+    parser.add_argument("--eval-every", type=int, default=None, help="generation batches between accuracy checks")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--output-dir", default=None, help="default: <demo-dir>/sample_efficiency")
     args = parser.parse_args(argv)
 
+    import torch
     from transformers import AutoTokenizer
 
-    from prime_trl.demo_rl import plot_accuracy_curve, run_rl
-    from prime_trl.scripts.demo import DemoArguments, demo_splits, evaluate_accuracy
+    from prime_trl.demo import DemoArguments, demo_splits, evaluate_accuracy, run_rl
+    from prime_trl.prm_health import load_rollout_pool
 
     torch.set_num_threads(args.threads)
     recorded = json.load(open(os.path.join(args.demo_dir, "eval.json")))["args"]
@@ -66,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     splits = demo_splits(demo)
     sft_dir = os.path.join(args.demo_dir, "sft")
     tokenizer = AutoTokenizer.from_pretrained(sft_dir)
+    pool_path = os.path.join(args.demo_dir, "prm_pool.jsonl")
+    pool = load_rollout_pool(pool_path) if os.path.exists(pool_path) else None
     out_dir = args.output_dir or os.path.join(args.demo_dir, "sample_efficiency")
     os.makedirs(out_dir, exist_ok=True)
 
@@ -74,37 +163,43 @@ def main(argv: list[str] | None = None) -> int:
                                  demo.eval_batch_size, progress=False)["accuracy"]  # fmt: skip
 
     curves: dict[str, list[list[dict]]] = {name: [] for name in METHODS}
+    health: list[dict] = []
     started = time.time()
     for seed in args.seeds:
         for name, coef in METHODS.items():  # alternate methods within a seed
             coef = demo.process_reward_coef if coef is None else coef
-            print(f"== seed {seed}: {name}", flush=True)
-            _, curve = run_rl(
-                sft_dir, tokenizer, splits["rl"], os.path.join(out_dir, f"run-{seed}-{coef}"), accuracy,
-                process_reward_coef=coef, max_steps=args.steps or demo.rl_max_steps,
-                prompts_per_step=demo.rl_prompts_per_step, num_generations=demo.num_generations,
-                learning_rate=demo.rl_learning_rate, prm_learning_rate=demo.prm_learning_rate, prm_beta=demo.prm_beta,
-                max_completion_length=demo.max_completion_length, eval_every=args.eval_every or demo.rl_eval_every,
-                seed=seed, process_reward_norm=demo.process_reward_norm, prm_update="after" if coef else "none",
-            )  # fmt: skip
-            curves[name].append(curve)
+            run_dir = os.path.join(out_dir, f"run-{seed}-{SHORT[name]}")
+            done = os.path.join(run_dir, "curve.json")  # a finished run is read back: seeds can run in parallel
+            if os.path.exists(done):
+                with open(done) as f:
+                    saved = json.load(f)
+            else:
+                print(f"== seed {seed}: {name}", flush=True)
+                started_run = time.time()
+                _, curve, history = run_rl(
+                    sft_dir, tokenizer, splits["rl"], run_dir, accuracy,
+                    process_reward_coef=coef, max_steps=args.steps or demo.rl_max_steps,
+                    prompts_per_step=demo.rl_prompts_per_step, policy_mini_batches=demo.policy_mini_batches,
+                    num_generations=demo.num_generations, learning_rate=demo.rl_learning_rate,
+                    prm_learning_rate=demo.prm_learning_rate, prm_beta=demo.prm_beta,
+                    prm_num_mini_batches=demo.prm_num_mini_batches, max_completion_length=demo.max_completion_length,
+                    eval_every=args.eval_every or demo.rl_eval_every, seed=seed,
+                    process_reward_norm=demo.process_reward_norm, prm_update="after" if coef else "none",
+                    health_pool=pool if coef else None, health_every=args.steps or demo.rl_max_steps,
+                )  # fmt: skip
+                saved = {"curve": curve, "health": history, "wall_s": time.time() - started_run}
+                with open(done, "w") as f:
+                    json.dump(saved, f)
+            curves[name].append(saved["curve"])
+            if saved["health"]:
+                health.append({"seed": seed, **saved["health"][-1]})
 
+    report = summarize(curves["PRIME"], curves["RLOO (outcome only)"])
     means = {name: mean_curve(runs) for name, runs in curves.items()}
-    prime, rloo = means["PRIME"], means["RLOO (outcome only)"]
-    print(f"\nheld-out greedy accuracy ({len(splits['eval'])} problems), mean over seeds {args.seeds}:")
-    print(f"{'samples':>8} {'PRIME':>8} {'RLOO':>8}")
-    for p, r in zip(prime, rloo):
-        print(f"{p['samples']:>8} {p['accuracy']:>8.3f} {r['accuracy']:>8.3f}")
-    report = {"seeds": args.seeds, "curves": curves, "mean_curves": means, "wall_s": time.time() - started}
-    for name, mine, other in (("PRIME", prime, rloo), ("RLOO", rloo, prime)):
-        target = other[-1]["accuracy"]
-        needed = samples_to_reach(mine, target)
-        ratio = None if needed in (None, 0) else other[-1]["samples"] / needed
-        report[f"{name}_samples_to_reach_other_final"] = needed
-        report[f"{name}_sample_efficiency_vs_other"] = ratio
-        verdict = "never" if needed is None else f"{needed:.0f} samples (x{ratio:.2f} vs the other's budget)"
-        print(f"{name} reaches the other's final accuracy {target:.3f} after: {verdict}")
-    plot_accuracy_curve(means, os.path.join(out_dir, "sample_efficiency.png"))
+    print_report(report, means, len(splits["eval"]))
+    report.update(seeds=args.seeds, curves=curves, mean_curves=means, prime_prm_health_final=health,
+                  num_eval_prompts=len(splits["eval"]), wall_s=time.time() - started)  # fmt: skip
+    plot(curves, os.path.join(out_dir, "sample_efficiency.png"))
     with open(os.path.join(out_dir, "sample_efficiency.json"), "w") as f:
         json.dump(report, f, indent=2)
     print(f"wrote {out_dir}/sample_efficiency.png and .json ({report['wall_s']:.0f} s)")

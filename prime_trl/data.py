@@ -9,7 +9,7 @@ Every schema becomes the same columns, which `PRIMETrainer` and `prime_trl.verif
 
 Schemas (`SCHEMAS`, picked from the columns with `schema="auto"`):
 - "eurus": Eurus-2-RL-Data (`data_source`, `prompt` as chat messages, `ability`,
-  `reward_model.ground_truth`, `extra_info`), PRIME's RL data (PRIME_SPEC §6);
+  `reward_model.ground_truth`, `extra_info`), PRIME's RL data, as the authors' `data_prepare.py` writes it;
 - "gsm8k": `question`, `answer` with the final answer after "####";
 - "math": `problem`, `solution` with the answer in the last `\\boxed{}` (falls back to an
   `answer` column, as in MATH-500).
@@ -21,7 +21,6 @@ empty")`, or with `on_bad_row="skip"` is dropped and counted in a `LoadReport` (
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections import Counter
@@ -29,12 +28,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from prime_trl.generation import render_prompt
+from prime_trl.verifiers.code_verifier import InvalidTests, parse_tests
+from prime_trl.verifiers.math_verifier import last_boxed
+
 logger = logging.getLogger(__name__)
 
 EURUS_HUB_ID = "PRIME-RL/Eurus-2-RL-Data"
 ABILITIES = ("math", "code")
 
-# User-turn suffixes of PRIME's README "Usage" and eval scripts (PRIME_SPEC §6).
+# User-turn suffixes of PRIME's README "Usage" section, which all of the authors' eval scripts append.
 MATH_SUFFIX = "\n\nPresent the answer in LaTex format: \\boxed{Your answer}"
 CODE_SUFFIX = "\n\nWrite Python code to solve the problem. Present the code in \n```python\nYour code\n```\nat the end."
 SUFFIXES = {"math": MATH_SUFFIX, "code": CODE_SUFFIX}
@@ -48,7 +51,7 @@ EURUS_SYSTEM_PROMPT = (
     "# Your action step 2\n\n# Your action step 3\n\n...\n\nNext action: [NEXT ACTION NAME]\n\n"
 )
 
-SHIPPED_DIR = os.path.join(os.path.dirname(__file__), "data")
+SHIPPED_DIR = os.path.join(os.path.dirname(__file__), "sample_data")
 # Hand-written rows in each schema, for tests and examples (not from the real datasets).
 SHIPPED = {
     "eurus": os.path.join(SHIPPED_DIR, "eurus_sample.jsonl"),
@@ -88,22 +91,11 @@ class LoadReport:
 
 
 # ---------------------------------------------------------------------------------------------
-# Answer extraction
+# Answer extraction: the math verifier's own `\\boxed{}` reader, so a reference answer is read the way
+# the verifier reads completions (`last_boxed_content` is its name here, kept for existing callers).
 # ---------------------------------------------------------------------------------------------
 
-
-def last_boxed_content(text: str) -> str | None:
-    """Content of the last brace-matched `\\boxed{...}` (or `\\fbox{...}`) in `text`, or None."""
-    start = max(text.rfind("\\boxed{"), text.rfind("\\fbox{"))
-    if start < 0:
-        return None
-    i = text.index("{", start) + 1
-    depth = 1
-    for j in range(i, len(text)):
-        depth += {"{": 1, "}": -1}.get(text[j], 0)
-        if depth == 0:
-            return text[i:j].strip()
-    return None
+last_boxed_content = last_boxed
 
 
 def gsm8k_final_answer(answer: str) -> str | None:
@@ -131,15 +123,13 @@ def _require_text(row: dict, name: str) -> str:
 
 
 def _check_code_ground_truth(ground_truth: str, field_name: str) -> None:
-    """Code ground truth must be APPS JSON with equally long "inputs" and "outputs" lists."""
+    """Code ground truth must be APPS tests (the code verifier's `parse_tests`) with at least one case."""
     try:
-        tests = json.loads(ground_truth)
-    except json.JSONDecodeError as err:
-        raise _BadField(field_name, f"is not valid JSON for a code row ({err.msg})") from None
-    if not (isinstance(tests, dict) and isinstance(tests.get("inputs"), list) and isinstance(tests.get("outputs"), list)):
-        raise _BadField(field_name, 'must be JSON {"inputs": [...], "outputs": [...]} for a code row')
-    if len(tests["inputs"]) != len(tests["outputs"]) or not tests["inputs"]:
-        raise _BadField(field_name, "has no test cases or unequal numbers of inputs and outputs")
+        tests = parse_tests(ground_truth)
+    except InvalidTests as err:
+        raise _BadField(field_name, err.reason) from None
+    if not tests["inputs"]:
+        raise _BadField(field_name, "has no test cases")
 
 
 def _normalize_eurus(row: dict) -> tuple[list[dict], str, str, str]:
@@ -180,7 +170,8 @@ def _normalize_gsm8k(row: dict) -> tuple[list[dict], str, str, str]:
 def _normalize_math(row: dict) -> tuple[list[dict], str, str, str]:
     problem = _require_text(row, "problem")
     solution = row.get("solution") or ""
-    answer = last_boxed_content(solution) if isinstance(solution, str) else None
+    answer = last_boxed(solution) if isinstance(solution, str) else None
+    answer = answer.strip() if answer is not None else None
     if not answer and isinstance(row.get("answer"), str):
         answer = row["answer"].strip()  # MATH-500 style: a separate answer column
     if answer is None:
@@ -245,8 +236,7 @@ def format_prompt(
 
 def prompt_num_tokens(tokenizer, messages: list[dict]) -> int:
     """Prompt length as the trainer sees it: chat template with the generation prompt."""
-    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+    return len(tokenizer(render_prompt(tokenizer, messages), add_special_tokens=False)["input_ids"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -289,6 +279,16 @@ def normalize_dataset(
     num_proc: int | None = None,
 ):
     """A `datasets.Dataset` in any of `SCHEMAS` -> (Dataset of PRIME prompt rows, LoadReport).
+
+    Args:
+        schema: "auto" (from the columns) or one of `SCHEMAS`.
+        add_suffix: append the paper's math/code instruction to the last user message.
+        system_prompt: None keeps the rows' system messages; a string replaces them ("" removes).
+        tokenizer, max_prompt_length: with both, prompts longer than `max_prompt_length` tokens
+            (chat template + generation prompt) are bad rows.
+        on_bad_row: "error" raises `BadRowError` at the first bad row; "skip" drops bad rows,
+            logs their count by reason and records it in the `LoadReport`.
+        num_proc: processes for `Dataset.map`.
 
     Row indices in errors are positions in `dataset`.
     """
@@ -346,35 +346,16 @@ def load_raw_dataset(name_or_path: str, split: str = "train"):
     return load_dataset(name_or_path, split=split)
 
 
-def load_prime_dataset(
-    name_or_path: str,
-    schema: str = "auto",
-    split: str = "train",
-    add_suffix: bool = True,
-    system_prompt: str | None = None,
-    tokenizer=None,
-    max_prompt_length: int | None = None,
-    on_bad_row: str = "error",
-    num_proc: int | None = None,
-    return_report: bool = False,
-) -> Any:
+def load_prime_dataset(name_or_path: str, split: str = "train", return_report: bool = False, **options) -> Any:
     """Load and normalise RL prompts into PRIME prompt rows (see the module docstring).
 
     Args:
         name_or_path: hub id (e.g. `EURUS_HUB_ID`), a local .jsonl/.json/.parquet/.csv file, or a
             local directory of such files.
-        schema: "auto" (from the columns) or one of `SCHEMAS`.
         split: split of a hub dataset or directory.
-        add_suffix: append the paper's math/code instruction to the last user message.
-        system_prompt: None keeps the rows' system messages; a string replaces them ("" removes).
-        tokenizer, max_prompt_length: with both, prompts longer than `max_prompt_length` tokens
-            (chat template + generation prompt) are bad rows.
-        on_bad_row: "error" raises `BadRowError` at the first bad row; "skip" drops bad rows,
-            logs their count by reason and records it in the `LoadReport`.
         return_report: return `(dataset, LoadReport)` instead of the dataset.
+        **options: those of `normalize_dataset` (schema, add_suffix, system_prompt, tokenizer,
+            max_prompt_length, on_bad_row, num_proc).
     """
-    raw = load_raw_dataset(name_or_path, split)
-    dataset, report = normalize_dataset(
-        raw, schema, add_suffix, system_prompt, tokenizer, max_prompt_length, on_bad_row, num_proc
-    )
+    dataset, report = normalize_dataset(load_raw_dataset(name_or_path, split), **options)
     return (dataset, report) if return_report else dataset

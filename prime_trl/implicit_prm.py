@@ -4,7 +4,9 @@ An implicit PRM is a causal LM pi_phi trained only on outcome labels; against it
 every response token the reward r_t = beta * log[pi_phi(y_t|y_<t) / pi_ref(y_t|y_<t)] (paper Eq. 3), and a
 step's reward is the sum of the token rewards inside it (so the step rewards sum to the sequence reward
 r_phi(y), the logit of P(correct)). The formula is `prime_trl.core.implicit_process_rewards`; the forward passes
-are `prime_trl.prm.completion_logps` (temperature 1), on the same placements the trainer uses.
+are `prime_trl.prm.completion_logps` (temperature 1, fp32 head over the model's own dtype), on the same placements
+the trainer uses. A model loaded in bf16 (`dtype="auto"` on a bf16 checkpoint) still rounds in its body; load in
+float32 for rewards exact to fp32 (see the README on the implicit reward's precision).
 
 Three kinds of checkpoint load with `ImplicitPRM.from_pretrained(prm_path, ref_path=None, beta=0.05)`:
 - a PRM adapter (a directory with `adapter_config.json`, e.g. `<output_dir>/prm` of an adapter-placement
@@ -16,8 +18,9 @@ Three kinds of checkpoint load with `ImplicitPRM.from_pretrained(prm_path, ref_p
 A trainer output directory that holds a `prm/` subdirectory resolves to that subdirectory.
 
 Steps: the response text is cut at configurable separators. A separator made only of whitespace (the default
-blank line "\\n\\n") closes the step it ends; any other separator (the Eurus action markers such as "[ASSESS]",
-PRIME_SPEC §6) opens a new step. A token belongs to the step holding its last character.
+blank line "\\n\\n") closes the step it ends; any other separator (the action markers such as "[ASSESS]" that
+PRIME's system prompt asks every step to begin with) opens a new step. A token belongs to the step holding its
+last character.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from prime_trl.core import implicit_process_rewards
+from prime_trl.generation import pad_token_id, render_prompt
 from prime_trl.prm import PRM_ADAPTER_NAME, AdapterPRM, CompletionBatch, SeparatePRM, completion_logps
 
 logger = logging.getLogger(__name__)
@@ -208,6 +212,9 @@ def _resolve_prm_dir(path: str) -> str:
 class ImplicitPRM:
     """An implicit PRM with its reference: `score(prompt, response)` -> `ProcessRewards`.
 
+    This is the inference side: it loads a saved PRM and scores text, never trains; the PRM that the trainer
+    updates during RL is `prime_trl.prm.OnlinePRM`.
+
     Args:
         model: the PRM; a PeftModel carrying the adapter `adapter_name` when `ref_model` is None.
         tokenizer: the tokenizer of both models (its chat template renders message-list prompts).
@@ -301,9 +308,7 @@ class ImplicitPRM:
     # -- rewards on text ------------------------------------------------------------------------------
     def render_prompt(self, prompt) -> str:
         """Message lists go through the chat template (with the generation prompt); strings are used as is."""
-        if isinstance(prompt, str):
-            return prompt
-        return self.tokenizer.apply_chat_template(list(prompt), tokenize=False, add_generation_prompt=True)
+        return render_prompt(self.tokenizer, prompt)
 
     def score(self, prompt, response: str) -> ProcessRewards:
         """Process rewards of one response to `prompt` (a string or a list of chat messages)."""
@@ -315,7 +320,7 @@ class ImplicitPRM:
         """`score` for many (prompt, response) pairs, `batch_size` rows per forward pass."""
         from tqdm.auto import tqdm
 
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        pad = pad_token_id(self.tokenizer)
         results: list[ProcessRewards] = []
         for start in tqdm(range(0, len(pairs), batch_size), desc="PRM scoring", disable=not progress):
             chunk = pairs[start:start + batch_size]

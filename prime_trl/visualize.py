@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from transformers import TrainerCallback
 
-from prime_trl.evaluation import prompt_text
+from prime_trl.generation import generate_ids, pad_token_id
 from prime_trl.implicit_prm import (
     DEFAULT_STEP_SEPARATORS,
     ProcessRewards,
@@ -198,45 +198,17 @@ class ProcessRewardVisualizer(TrainerCallback):
             self.write(state.global_step)
 
     def completions(self) -> tuple[list[list[int]], list[list[int]]]:
-        """Prompt ids and completion ids (through the first EOS) from the current policy."""
-        import torch
-
+        """Prompt ids and completion ids (through the first EOS, a scored token in training) from the policy."""
         trainer = self.trainer
-        tokenizer = trainer.processing_class
         model = trainer.accelerator.unwrap_model(trainer.model)
-        texts = [prompt_text(tokenizer, p) for p in self.prompts]
-        prompt_ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False, padding_side="left")
-        width = enc["input_ids"].shape[1]
-        sampling = self.temperature > 0
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                out = model.generate(
-                    input_ids=enc["input_ids"].to(model.device),
-                    attention_mask=enc["attention_mask"].to(model.device),
-                    max_new_tokens=self.max_new_tokens, do_sample=sampling, pad_token_id=pad,
-                    **({"temperature": self.temperature, "top_k": 0, "top_p": 1.0} if sampling
-                       else {"temperature": None, "top_p": None, "top_k": None}),
-                )
-        finally:
-            model.train(was_training)
-        completion_ids = []
-        for row in out[:, width:].tolist():
-            if tokenizer.eos_token_id in row:
-                row = row[: row.index(tokenizer.eos_token_id) + 1]  # EOS is a scored token in training
-            completion_ids.append(row)  # generate pads only after EOS, so nothing else to strip
-        return prompt_ids, completion_ids
+        return generate_ids(model, trainer.processing_class, self.prompts, self.max_new_tokens, self.temperature)
 
     def score(self) -> list[ProcessRewards]:
         """The current PRM's process rewards of the current policy's completions."""
         trainer = self.trainer
         tokenizer = trainer.processing_class
         prompt_ids, completion_ids = self.completions()
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        batch = build_completion_batch(prompt_ids, completion_ids, pad)
+        batch = build_completion_batch(prompt_ids, completion_ids, pad_token_id(tokenizer))
         batch = batch_to(batch, trainer.accelerator.device)
         ref_logps = trainer.prm.ref_logps(batch)
         rewards = trainer.prm.score(batch, ref_logps).cpu()  # (N, T)

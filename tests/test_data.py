@@ -78,6 +78,35 @@ def test_extractors():
     assert gsm8k_final_answer("no marker") is None
 
 
+# Solutions where the loader's old brace counter and the math verifier disagreed; the loader now reads
+# them as the verifier reads a completion, so a reference answer means what a generated one means.
+@pytest.mark.parametrize("solution, answer", [
+    ("So it is $\\boxed 7$.", "7"),  # a box without braces: the old counter found no answer
+    ("It is \\boxed{\\left\\{ 2 \\right.}", "\\left\\{ 2 \\right."),  # `\\{` is a literal brace
+    ("Then \\boxed{ 5 } and \\boxed{unclosed", "5"),  # a truncated last box: the complete one before it
+])
+def test_math_reference_answer_is_read_like_the_verifier_reads_completions(solution, answer, tmp_path):
+    from prime_trl.verifiers.math_verifier import extract_answer
+
+    path = write_jsonl(tmp_path / "math.jsonl", [{"problem": "p", "solution": solution}])
+    assert load_prime_dataset(path)["ground_truth"] == [answer]
+    assert extract_answer(solution) == answer
+
+
+def test_code_rows_need_at_least_one_apps_test(tmp_path):
+    from prime_trl.verifiers.code_verifier import parse_tests
+
+    rows = read_jsonl(SHIPPED["eurus"])
+    code = next(r for r in rows if r["ability"] == "code")
+    code["reward_model"]["ground_truth"] = json.dumps({"inputs": [], "outputs": []})
+    assert parse_tests(code["reward_model"]["ground_truth"]) == {"inputs": [], "outputs": []}  # scores 0.0
+    with pytest.raises(BadRowError, match="field 'reward_model.ground_truth' has no test cases"):
+        load_prime_dataset(write_jsonl(tmp_path / "code.jsonl", [code]))
+    code["reward_model"]["ground_truth"] = json.dumps({"inputs": ["1"], "outputs": []})
+    with pytest.raises(BadRowError, match="has unequal numbers of inputs and outputs"):
+        load_prime_dataset(write_jsonl(tmp_path / "code.jsonl", [code]))
+
+
 # --- prompt options -----------------------------------------------------------------------------
 
 

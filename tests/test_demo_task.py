@@ -2,11 +2,16 @@ import random
 import re
 
 import pytest
+import torch
 
-from prime_trl.demo_task import (
+from prime_trl.demo.task import (
     DATA_SOURCE,
+    Problem,
+    first_wrong_step,
+    first_wrong_step_of_row,
     generate_problems,
     make_demo_splits,
+    parse_question,
     sample_problem,
     to_prompt_row,
     to_sft_row,
@@ -71,8 +76,11 @@ def test_determinism_by_seed():
 
 
 def test_splits_are_disjoint_and_shaped_for_trl():
-    splits = make_demo_splits(num_sft=300, num_rl=100, num_eval=50, num_dev=20, seed=0, max_value=99)
-    assert {k: len(v) for k, v in splits.items()} == {"sft": 300, "rl": 100, "eval": 50, "dev": 20}
+    splits = make_demo_splits(num_sft=300, num_rl=100, num_eval=50, num_dev=20, num_pool=10, seed=0, max_value=99)
+    assert {k: len(v) for k, v in splits.items()} == {"sft": 300, "rl": 100, "eval": 50, "dev": 20, "pool": 10}
+    # the PRM-health pool has its own stream: asking for it leaves every other split as it was
+    without_pool = make_demo_splits(num_sft=300, num_rl=100, num_eval=50, num_dev=20, seed=0, max_value=99)
+    assert all(without_pool[k] == splits[k] for k in ("sft", "rl", "eval", "dev"))
     questions = {k: {r["prompt"][-1]["content"] for r in v} for k, v in splits.items()}
     for a in questions:
         for b in questions:
@@ -97,7 +105,7 @@ def test_rows_and_corpus():
 
 
 def test_is_correct():
-    from prime_trl.scripts.demo import is_correct
+    from prime_trl.demo import is_correct
 
     assert is_correct("1 + 2 = 3\nThe answer is \\boxed{3}.", "3")
     assert not is_correct("The answer is \\boxed{4}.", "3")
@@ -115,7 +123,8 @@ def test_demo_main_writes_eval_json(tmp_path):
             "--hidden_size", "32", "--num_layers", "1", "--num_heads", "2", "--sft_max_steps", "3",
             "--sft_batch_size", "4", "--sft_eval_every", "2", "--sft_target_accuracy", "1.0",
             "--max_completion_length", "8", "--num_group_prompts", "2", "--num_generations", "2",
-            "--rl_max_steps", "2", "--rl_prompts_per_step", "2", "--rl_eval_every", "1"]  # fmt: skip
+            "--rl_max_steps", "2", "--rl_prompts_per_step", "2", "--rl_eval_every", "1", "--num_pool", "3",
+            "--prm_health_every", "1", "--policy_mini_batches", "2"]  # fmt: skip
     assert main(argv) == 0
     result = json.loads((out / "eval.json").read_text())
     assert 0.0 <= result["accuracy_before"] <= 1.0 and result["num_eval_prompts"] == 8
@@ -124,16 +133,27 @@ def test_demo_main_writes_eval_json(tmp_path):
     assert (out / "sft" / "config.json").exists()
     # the PRIME stage ran: accuracy after, a curve point per step, plots, policy and PRM saved
     assert 0.0 <= result["accuracy_after"] <= 1.0
-    assert [p["step"] for p in result["accuracy_curve"]] == [0, 1, 2]
+    # 2 generation batches x 2 policy mini-batches = 4 optimizer steps of 2 rollouts each
+    assert [p["step"] for p in result["accuracy_curve"]] == [0, 2, 4]
     assert [p["samples"] for p in result["accuracy_curve"]] == [0, 4, 8]
+    # PRM health on the held-out pool: before training and after each generation batch
+    assert [h["step"] for h in result["prm_health"]] == [0, 2, 4]
+    assert result["prm_heldout_pairwise_accuracy"] == result["prm_health"][-1]["prm/heldout_pairwise_accuracy"]
+    assert len((out / "prm_pool.jsonl").read_text().splitlines()) == 3
     for name in ("training_curves.png", "heldout_accuracy.png", "prime/config.json", "prime/prm/config.json"):
         assert (out / name).exists(), name
+    # --reuse_sft loads the saved SFT model (no SFT step runs): the same greedy accuracy before RL
+    sft_weights = (out / "sft" / "model.safetensors").read_bytes()
+    assert main([*argv, "--reuse_sft", "true", "--rl_max_steps", "1"]) == 0
+    again = json.loads((out / "eval.json").read_text())
+    assert again["sft_steps"] == 3 and again["accuracy_before"] == result["accuracy_before"]
+    assert (out / "sft" / "model.safetensors").read_bytes() == sft_weights
 
 
 def test_sft_stops_at_target_accuracy(tmp_path):
     """A target of 0 is met at the first check (every 2 steps), so SFT stops there."""
-    from prime_trl.demo_task import make_demo_splits, tokenizer_corpus
-    from prime_trl.scripts.demo import build_demo_model_and_tokenizer, run_sft
+    from prime_trl.demo.task import make_demo_splits, tokenizer_corpus
+    from prime_trl.demo import build_demo_model_and_tokenizer, run_sft
 
     splits = make_demo_splits(num_sft=32, num_rl=0, num_eval=0, num_dev=2, seed=0)
     model, tokenizer = build_demo_model_and_tokenizer(tokenizer_corpus(splits["sft"]), hidden_size=32, num_layers=1)
@@ -143,3 +163,34 @@ def test_sft_stops_at_target_accuracy(tmp_path):
                      max_new_tokens=4)  # fmt: skip
     assert result["steps"] == 2 and result["dev_accuracy"][0][0] == 2
     assert any(not (a == b).all() for a, b in zip(before, model.parameters()))
+
+
+def test_same_seed_gives_the_same_sft_weights(tmp_path):
+    """The SFT start is reproducible: the same seed gives bit-identical weights, another seed different ones."""
+    from prime_trl.demo import build_demo_model_and_tokenizer, run_sft
+    from prime_trl.demo.task import make_demo_splits, tokenizer_corpus
+
+    def sft_weights(seed: int) -> dict:
+        splits = make_demo_splits(num_sft=48, num_rl=0, num_eval=0, seed=seed)
+        model, tokenizer = build_demo_model_and_tokenizer(tokenizer_corpus(splits["sft"]), hidden_size=32,
+                                                          num_layers=1, seed=seed)  # fmt: skip
+        run_sft(model, tokenizer, splits["sft"], str(tmp_path / f"sft-{seed}"), max_steps=4, batch_size=4, seed=seed)
+        return {k: v.clone() for k, v in model.state_dict().items()}
+
+    first, again, other = sft_weights(0), sft_weights(0), sft_weights(1)
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert any(k in other and other[k].shape == first[k].shape and not torch.equal(first[k], other[k]) for k in first)
+
+
+def test_first_wrong_step_finds_the_first_line_that_slips():
+    problem = Problem((12, 7, 3, 5), ("+", "*", "-"))  # 12 + 7 = 19, 19 * 3 = 57, 57 - 5 = 52
+    assert parse_question(problem.question) == problem
+    assert first_wrong_step(problem, problem.solution) is None
+    slip = problem.solution.replace("19 * 3 = 57", "19 * 3 = 47").replace("57 - 5 = 52", "47 - 5 = 42")
+    assert first_wrong_step(problem, slip) == 1  # the later line follows from the slip, but the slip is first
+    assert first_wrong_step(problem, problem.solution.replace("{52}", "{53}")) == 3  # only the answer line
+    assert first_wrong_step(problem, "12 + 7 = 19") == 1  # stopped early: wrong at its first missing line
+    row = to_prompt_row(problem)
+    assert first_wrong_step_of_row(row, slip) == 1
+    with pytest.raises(ValueError, match="not a demo question"):
+        parse_question("What is the answer?")

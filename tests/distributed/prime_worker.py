@@ -11,6 +11,7 @@ learn from and must still join every gradient all-reduce.
 its own lengths): the informative groups are gathered, dealt out again and run through PRIME's step.
 `train_dynamic`: two real training steps with dynamic sampling; every rank also writes the prompt numbers of the
 rows of each of its grad-enabled policy forwards.
+`PRIME_TEST_OPTIONS` (JSON) adds PRIMEConfig options, e.g. another advantage_estimator.
 """
 
 import json
@@ -67,13 +68,15 @@ def run_fixed(trainer):
         "completion_ids": completion_ids[rows, :width],
         "completion_mask": completion_mask[rows, :width],
     }
-    trainer._outcome_rewards_per_func = outcome
     trainer.model.train()
-    trainer._apply_prime(dict(output))  # step 1: the PRM starts equal to its reference, so r = 0; it learns here
-    output = trainer._apply_prime(dict(output))  # step 2: non-zero process rewards from the updated PRM
+    trainer._apply_prime(dict(output), outcome)  # step 1: the PRM starts equal to its reference, so r = 0; it learns
+    output = trainer._apply_prime(dict(output), outcome)  # step 2: non-zero process rewards from the updated PRM
     advantages = trainer._gather_padded(output["advantages"])
     metrics = {k: v[-1] for k, v in trainer._metrics["train"].items()}
-    return {"advantages": advantages.tolist(), "prm_checksum": checksum(trainer.prm.parameters), "metrics": metrics}
+    result = {"advantages": advantages.tolist(), "prm_checksum": checksum(trainer.prm.parameters), "metrics": metrics}
+    if trainer.value is not None:
+        result["value_checksum"] = checksum(trainer.value.parameters)
+    return result
 
 
 def fixed_rounds():
@@ -108,9 +111,9 @@ def run_dynamic_fixed(trainer):
 
     trainer._sample_round = sample_round
     trainer.model.train()
-    output = trainer._sample_informative_groups()
-    trainer._apply_prime(dict(output))  # as in run_fixed: the second step has non-zero process rewards
-    result = prime_step_result(trainer, trainer._apply_prime(dict(output)))
+    output, rewards = trainer._sample_informative_groups()
+    trainer._apply_prime(dict(output), rewards)  # as in run_fixed: the second step has non-zero process rewards
+    result = prime_step_result(trainer, trainer._apply_prime(dict(output), rewards))
     result.update(rows=output["completion_ids"].size(0), tags=output["prompt_ids"][:, -1].tolist(),
                   widths=[output["prompt_ids"].size(1), output["completion_ids"].size(1)])
     return result
@@ -149,7 +152,8 @@ def main(mode, out_path, model_dir, tmp_dir):
     # use_cpu would make accelerate drop DeepSpeed; without a GPU the device is the CPU anyway
     args = cpu_config(pathlib.Path(tmp_dir), use_cpu=os.environ.get("ACCELERATE_USE_DEEPSPEED") != "true",
                       per_device_train_batch_size=per_device, max_steps=2, dynamic_sampling=dynamic,
-                      accuracy_lower_bound=low, accuracy_upper_bound=high, prm_micro_batch_size=3)
+                      accuracy_lower_bound=low, accuracy_upper_bound=high, prm_micro_batch_size=3,
+                      **json.loads(os.environ.get("PRIME_TEST_OPTIONS", "{}")))
     peft_config = None
     if mode == "train_adapter":  # policy and PRM as two LoRA adapters on one shared base
         from peft import LoraConfig

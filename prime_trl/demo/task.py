@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import operator
 import random
+import re
 from dataclasses import dataclass
 
 DATA_SOURCE = "demo_arithmetic"
@@ -164,22 +165,55 @@ def make_demo_splits(
     seed: int = 0,
     suffix: str = "",
     num_dev: int = 0,
+    num_pool: int = 0,
     **difficulty,
 ) -> dict[str, list[dict]]:
-    """Disjoint splits: "sft" (worked solutions), "rl", "eval" and "dev" (prompt rows with ground truth).
+    """Disjoint splits: "sft" (worked solutions), "rl", "eval", "dev" and "pool" (prompt rows with ground truth).
 
-    The held-out questions ("eval", then "dev" for stopping decisions) are drawn first and
-    excluded from the training splits, so held-out accuracy is on questions the model never saw.
+    The held-out questions ("eval", then "dev" for stopping decisions) are drawn first and excluded from the
+    training splits, so held-out accuracy is on questions the model never saw. The "pool" prompts (the PRM's
+    held-out rollouts) come last from their own stream and avoid every other split, so asking for them
+    changes none of the others.
     """
     held_out = generate_problems(num_eval + num_dev, seed=seed + 1, **difficulty)
     seen = {p.question for p in held_out}
     train_problems = generate_problems(num_sft + num_rl, seed=seed, exclude=seen, **difficulty)
+    seen |= {p.question for p in train_problems}
+    pool = generate_problems(num_pool, seed=seed + 2, exclude=seen, **difficulty) if num_pool else []
     return {
         "sft": [to_sft_row(p, suffix) for p in train_problems[:num_sft]],
         "rl": [to_prompt_row(p, suffix) for p in train_problems[num_sft:]],
         "eval": [to_prompt_row(p, suffix) for p in held_out[:num_eval]],
         "dev": [to_prompt_row(p, suffix) for p in held_out[num_eval:]],
+        "pool": [to_prompt_row(p, suffix) for p in pool],
     }
+
+
+def parse_question(question: str) -> Problem:
+    """The `Problem` behind a question text ("Compute ((12 + 7) * 3) - 5."): its numbers and operators in order."""
+    tokens = re.findall(r"\d+|[-+*]", question)
+    if len(tokens) < 3 or len(tokens) % 2 == 0:
+        raise ValueError(f"not a demo question: {question!r}")
+    return Problem(tuple(int(t) for t in tokens[::2]), tuple(tokens[1::2]))
+
+
+def first_wrong_step(problem: Problem, completion: str) -> int | None:
+    """Index of the first line of `completion` that differs from the worked solution's; None if none does.
+
+    Every line of the solution is determined by the lines before it, so the first line that differs is the
+    first wrong step: a slip such as "19 * 3 = 47", a wrong operand, or a wrong final line. A completion that
+    stops early is wrong at its first missing line.
+    """
+    lines = completion.strip().split("\n")
+    for k, expected in enumerate(problem.solution.split("\n")):
+        if k >= len(lines) or lines[k].strip() != expected:
+            return k
+    return None
+
+
+def first_wrong_step_of_row(row: dict, completion: str) -> int | None:
+    """`first_wrong_step` for a prompt row of this task (the problem is read back from the question)."""
+    return first_wrong_step(parse_question(row["prompt"][-1]["content"]), completion)
 
 
 def tokenizer_corpus(sft_rows: list[dict]) -> list[str]:

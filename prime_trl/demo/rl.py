@@ -1,24 +1,19 @@
-"""The demo's RL stage: PRIME (or outcome-only RLOO) from the SFT model, held-out accuracy against
-samples drawn, and the training curves as PNG. Shared by `prime-trl demo` and `bench/sample_efficiency.py`.
+"""The demo's RL stage: PRIME (or outcome-only RLOO) from the SFT model, with held-out accuracy
+recorded against samples drawn. Shared by `prime-trl demo` and `bench/sample_efficiency.py`.
 """
 
 from __future__ import annotations
-
-import os
 
 from tqdm.auto import tqdm
 from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from prime_trl.config import PRIMEConfig
+from prime_trl.prm_health import PRMHealthCallback, RolloutPool
 from prime_trl.trainer import PRIMETrainer
 
-CURVES = {  # log key -> panel title
-    "rewards/math_reward/mean": "outcome reward (train samples)",
-    "prm/loss": "PRM loss (BCE)",
-    "prm/accuracy": "PRM pairwise accuracy",
-    "filter/kept_fraction": "kept fraction (accuracy filter)",
-}
+# The demo's steps are lines: "\n" closes one (the library's default is a blank line).
+DEMO_STEP_SEPARATORS = ("\n",)
 
 
 class HeldOutAccuracy(TrainerCallback):
@@ -45,8 +40,9 @@ class HeldOutAccuracy(TrainerCallback):
 class ConciseProgress(TrainerCallback):
     """One progress bar with the few numbers worth watching, instead of a full log dict per step."""
 
-    SHOWN = {"reward": "reward", "prm/accuracy": "prm_acc", "prm/loss": "prm_loss", "filter/kept_fraction": "kept",
-             "sampling/rounds": "rounds", "sampling/informative_fraction": "informative"}
+    SHOWN = {"reward": "reward", "prm/accuracy": "prm_acc", "prm/heldout_pairwise_accuracy": "prm_heldout",
+             "prm/loss": "prm_loss", "filter/kept_fraction": "kept", "sampling/rounds": "rounds",
+             "sampling/informative_fraction": "informative"}
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.bar = tqdm(total=state.max_steps, desc="PRIME", dynamic_ncols=True)
@@ -73,6 +69,7 @@ def run_rl(
     process_reward_coef: float = 1.0,
     max_steps: int = 120,
     prompts_per_step: int = 16,
+    policy_mini_batches: int = 1,
     num_generations: int = 4,
     learning_rate: float = 1e-4,
     prm_learning_rate: float = 1e-4,
@@ -83,24 +80,36 @@ def run_rl(
     seed: int = 0,
     dynamic_sampling: bool = False,
     reward_funcs=None,
+    health_pool: RolloutPool | None = None,
+    health_every: int | None = None,
     **config_overrides,
 ):
     """Train from `sft_dir` with PRIME; `process_reward_coef=0` gives the paper's outcome-only RLOO baseline.
 
     `evaluate(model) -> float` is the held-out greedy accuracy; `config_overrides` go to `PRIMEConfig`.
-    Returns (trainer, accuracy curve).
+    `max_steps` and `eval_every` count generation batches of `prompts_per_step * num_generations` rollouts; the
+    policy takes `policy_mini_batches` optimizer steps on each (TRL's `steps_per_generation`), so PPO's ratio
+    clipping acts from the second mini-batch on. With a `health_pool`, the PRM's health on it is logged as
+    `prm/heldout_*` every `health_every` generation batches (default `eval_every`).
+    Returns (trainer, accuracy curve, PRM-health history: [] without a pool).
     """
     from datasets import Dataset
 
     from prime_trl.verifiers import math_reward
 
+    rows_per_generation = prompts_per_step * num_generations
+    if policy_mini_batches < 1 or rows_per_generation % policy_mini_batches:
+        raise ValueError(f"policy_mini_batches={policy_mini_batches} must divide the {rows_per_generation} rollouts "
+                         "of a generation batch")  # fmt: skip
+    rows_per_step = rows_per_generation // policy_mini_batches
     args = PRIMEConfig(
         output_dir=output_dir,
         use_cpu=True,
         bf16=False,
         seed=seed,
-        max_steps=max_steps,
-        per_device_train_batch_size=prompts_per_step * num_generations,
+        max_steps=max_steps * policy_mini_batches,
+        per_device_train_batch_size=rows_per_step,
+        steps_per_generation=policy_mini_batches,
         num_generations=num_generations,
         max_completion_length=max_completion_length,
         temperature=1.0,
@@ -119,7 +128,7 @@ def run_rl(
         dataloader_num_workers=0,
         **config_overrides,
     )
-    curve = HeldOutAccuracy(evaluate, eval_every, prompts_per_step * num_generations)
+    curve = HeldOutAccuracy(evaluate, eval_every * policy_mini_batches, rows_per_step)
     trainer = PRIMETrainer(
         model=sft_dir,
         reward_funcs=reward_funcs or [math_reward],
@@ -131,61 +140,10 @@ def run_rl(
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)
     trainer.add_callback(ConciseProgress())
+    health = None
+    if health_pool is not None:
+        every = (health_every or eval_every) * policy_mini_batches
+        health = PRMHealthCallback.attach(trainer, health_pool, every_n_steps=every,
+                                          step_separators=DEMO_STEP_SEPARATORS)  # fmt: skip
     trainer.train()
-    return trainer, curve.curve
-
-
-def plot_training_curves(log_history: list[dict], path: str, title: str = "PRIME on the demo task") -> str:
-    """One panel per metric in `CURVES`, against the optimizer step; returns `path`."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(CURVES), figsize=(4 * len(CURVES), 3.2))
-    for ax, (key, label) in zip(axes, CURVES.items()):
-        points = [(entry["step"], entry[key]) for entry in log_history if key in entry]
-        if points:
-            steps, values = zip(*points)
-            ax.plot(steps, values, lw=1, alpha=0.4, color="C0")
-            ax.plot(steps, _moving_average(values, 10), lw=2, color="C0")
-        ax.set_title(label, fontsize=10)
-        ax.set_xlabel("optimizer step")
-        ax.grid(alpha=0.3)
-    fig.suptitle(title)
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def _moving_average(values, window: int) -> list[float]:
-    out, total = [], 0.0
-    for i, v in enumerate(values):
-        total += v
-        if i >= window:
-            total -= values[i - window]
-        out.append(total / min(i + 1, window))
-    return out
-
-
-def plot_accuracy_curve(curves: dict[str, list[dict]] | list[dict], path: str) -> str:
-    """Held-out accuracy against completions sampled, one line per run (or per method); returns `path`."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    curves = {"PRIME": curves} if isinstance(curves, list) else curves
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    for label, curve in curves.items():
-        ax.plot([p["samples"] for p in curve], [p["accuracy"] for p in curve], marker="o", label=label)
-    ax.set_xlabel("completions sampled")
-    ax.set_ylabel("held-out accuracy (greedy)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return trainer, curve.curve, health.history if health else []

@@ -1,0 +1,71 @@
+"""The demo's plots: training curves from the trainer's log history, held-out accuracy against samples."""
+
+from __future__ import annotations
+
+import os
+
+CURVES = {  # log key -> panel title
+    "rewards/math_reward/mean": "outcome reward (train samples)",
+    "prm/loss": "PRM loss (BCE)",
+    "prm/accuracy": "PRM pairwise accuracy (train batch)",
+    "prm/heldout_pairwise_accuracy": "PRM pairwise accuracy (held-out pool)",
+    "prm/heldout_length_correlation": "PRM reward vs length (held-out, r)",
+    "prm/heldout_error_localisation": "lowest step = first error (held-out)",
+    "filter/kept_fraction": "kept fraction (accuracy filter)",
+}
+
+
+def plot_training_curves(log_history: list[dict], path: str, title: str = "PRIME on the demo task") -> str:
+    """One panel per metric in `CURVES`, against the optimizer step; returns `path`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(CURVES), figsize=(4 * len(CURVES), 3.2))
+    for ax, (key, label) in zip(axes, CURVES.items()):
+        points = [(entry["step"], entry[key]) for entry in log_history if key in entry]
+        if points:
+            steps, values = zip(*points)
+            ax.plot(steps, values, lw=1, alpha=0.4, color="C0")
+            ax.plot(steps, _moving_average(values, 10), lw=2, color="C0")
+        ax.set_title(label, fontsize=10)
+        ax.set_xlabel("optimizer step")
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _moving_average(values, window: int) -> list[float]:
+    out, total = [], 0.0
+    for i, v in enumerate(values):
+        total += v
+        if i >= window:
+            total -= values[i - window]
+        out.append(total / min(i + 1, window))
+    return out
+
+
+def plot_accuracy_curve(curves: dict[str, list[dict]] | list[dict], path: str) -> str:
+    """Held-out accuracy against completions sampled, one line per run (or per method); returns `path`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = {"PRIME": curves} if isinstance(curves, list) else curves
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for label, curve in curves.items():
+        ax.plot([p["samples"] for p in curve], [p["accuracy"] for p in curve], marker="o", label=label)
+    ax.set_xlabel("completions sampled")
+    ax.set_ylabel("held-out accuracy (greedy)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

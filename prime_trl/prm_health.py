@@ -1,0 +1,254 @@
+"""PRM health on a fixed held-out pool of rollouts: pairwise accuracy, length drift, error localisation.
+
+The PRM's training-batch accuracy (`prm/accuracy`) is measured on rows it is about to learn from; it says
+little about whether the PRM generalises. Here the PRM scores a *fixed* pool of rollouts it never trains on:
+
+    pool = sample_rollout_pool(model, tokenizer, heldout_rows, num_generations=4)   # or load_rollout_pool(path)
+    pool.save("pool.jsonl")
+    PRMHealthCallback.attach(trainer, pool, every_n_steps=25)      # logs prm/heldout_* during training
+    prm_health(ImplicitPRM.from_pretrained(...).token_rewards, tokenize_pool(pool, tokenizer))   # offline
+
+A pool file has one JSON record per prompt: `prompt` (text or chat messages), `completions` (G texts),
+`scores` (G outcomes in [0, 1]) and optionally `first_wrong_steps` (G step indices, null where unknown or
+correct) -- the `samples.jsonl` that `prime-trl eval` writes is such a file. The metrics (`HEALTH_KEYS`):
+- `heldout_pairwise_accuracy`: within a prompt's G rollouts, how often the summed reward orders a right one
+  above a wrong one, averaged over the prompts that have both (0.5 is chance, and what a pool without
+  such a prompt gives; `prime_trl.core.prm_pairwise_accuracy`);
+- `heldout_pairwise_accuracy_mean`: the same with the mean token reward, which a length drift cannot move;
+- `heldout_length_correlation`: Pearson r of the sequence reward with the completion length (drift);
+- `heldout_error_localisation` (and `_chance`): how often a wrong rollout's lowest-reward step is its first
+  wrong one, where the pool knows it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from transformers import TrainerCallback
+
+from prime_trl.core import error_localisation, length_correlation, prm_pairwise_accuracy
+from prime_trl.generation import generate_texts, pad_token_id, render_prompt
+from prime_trl.implicit_prm import build_completion_batch, encode_response, step_spans, token_step_ids
+from prime_trl.prm import CompletionBatch
+
+HEALTH_KEYS = (
+    "heldout_pairwise_accuracy",
+    "heldout_pairwise_accuracy_mean",
+    "heldout_length_correlation",
+    "heldout_error_localisation",
+    "heldout_error_localisation_chance",
+)
+
+
+@dataclass
+class RolloutPool:
+    """P prompts x G rollouts with their outcomes; `first_wrong_steps[p][g]` is None where unknown or correct."""
+
+    prompts: list
+    completions: list[list[str]]
+    scores: list[list[float]]
+    first_wrong_steps: list[list[int | None]] | None = None
+
+    @property
+    def num_generations(self) -> int:
+        return len(self.completions[0]) if self.completions else 0
+
+    @classmethod
+    def from_records(cls, records: Sequence[dict]) -> "RolloutPool":
+        """One record per prompt (see the module docstring); a bad record raises naming the record and field."""
+        if not records:
+            raise ValueError("the rollout pool is empty")
+        G = None
+        for i, record in enumerate(records):
+            for key in ("prompt", "completions", "scores"):
+                if key not in record:
+                    raise ValueError(f"record {i}: field {key!r} is missing")
+            G = len(record["completions"]) if G is None else G
+            if len(record["completions"]) != G or len(record["scores"]) != G:
+                raise ValueError(f"record {i}: every record needs the same number of completions and scores ({G})")
+            if "first_wrong_steps" in record and len(record["first_wrong_steps"]) != G:
+                raise ValueError(f"record {i}: field 'first_wrong_steps' needs {G} entries")
+        steps = None
+        if any("first_wrong_steps" in r for r in records):
+            steps = [list(r.get("first_wrong_steps", [None] * G)) for r in records]
+        return cls(
+            [r["prompt"] for r in records],
+            [list(r["completions"]) for r in records],
+            [[float(s) for s in r["scores"]] for r in records],
+            steps,
+        )
+
+    def records(self) -> list[dict]:
+        steps = self.first_wrong_steps or [None] * len(self.prompts)
+        return [
+            {"prompt": p, "completions": c, "scores": s, **({"first_wrong_steps": k} if k is not None else {})}
+            for p, c, s, k in zip(self.prompts, self.completions, self.scores, steps)
+        ]
+
+    def save(self, path: str) -> None:
+        with open(path, "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in self.records())
+
+
+def load_rollout_pool(path: str) -> RolloutPool:
+    with open(path) as f:
+        return RolloutPool.from_records([json.loads(line) for line in f if line.strip()])
+
+
+def sample_rollout_pool(
+    model,
+    tokenizer,
+    rows: Sequence[dict],
+    num_generations: int = 4,
+    max_new_tokens: int = 256,
+    temperature: float = 1.0,
+    batch_size: int = 16,
+    seed: int = 0,
+    first_wrong_step: Callable[[dict, str], int | None] | None = None,
+) -> RolloutPool:
+    """Sample G rollouts per held-out row (`prompt`, `ground_truth`, `ability`) and score them with the verifiers.
+
+    `first_wrong_step(row, completion)`, where a task knows it, gives the index of the first wrong step.
+    """
+    from prime_trl.evaluation import verify
+
+    prompts = [r["prompt"] for r in rows]
+    torch.manual_seed(seed)
+    completions = generate_texts(model, tokenizer, prompts, num_generations, temperature, 1.0, max_new_tokens,
+                                 batch_size, progress=False)  # fmt: skip
+    scores = verify(rows, completions)
+    steps = None
+    if first_wrong_step is not None:
+        steps = [[first_wrong_step(r, c) for c in group] for r, group in zip(rows, completions)]
+    return RolloutPool(prompts, completions, scores, steps)
+
+
+@dataclass
+class TokenizedPool:
+    """A pool as token ids: N = P*G rows, `step_ids[i][t]` the step of completion token t (EOS: the last step)."""
+
+    prompt_ids: list[list[int]]
+    completion_ids: list[list[int]]
+    step_ids: list[list[int]]
+    scores: torch.Tensor  # (N,)
+    first_wrong_steps: torch.Tensor  # (N,), -1 where unknown
+    num_generations: int
+
+
+def tokenize_pool(
+    pool: RolloutPool, tokenizer, step_separators: Sequence[str] = ("\n\n",), append_eos: bool = True
+) -> TokenizedPool:
+    """Tokenize as training scores: chat-rendered prompt, the completion, and EOS (a scored token in training)."""
+    prompt_ids, completion_ids, step_ids, scores, first_wrong = [], [], [], [], []
+    steps = pool.first_wrong_steps or [[None] * pool.num_generations for _ in pool.prompts]
+    for prompt, group, group_scores, group_steps in zip(pool.prompts, pool.completions, pool.scores, steps):
+        ids = tokenizer(render_prompt(tokenizer, prompt), add_special_tokens=False)["input_ids"]
+        for completion, score, k in zip(group, group_scores, group_steps):
+            tokens, offsets = encode_response(tokenizer, completion)
+            if append_eos:
+                tokens, offsets = [*tokens, tokenizer.eos_token_id], [*offsets, (0, 0)]  # (0, 0): joins the last step
+            prompt_ids.append(ids)
+            completion_ids.append(tokens)
+            step_ids.append(token_step_ids(offsets, step_spans(completion, step_separators) or [(0, 0)]))
+            scores.append(score)
+            first_wrong.append(-1 if k is None else k)
+    return TokenizedPool(prompt_ids, completion_ids, step_ids, torch.tensor(scores), torch.tensor(first_wrong),
+                         pool.num_generations)  # fmt: skip
+
+
+def prm_health(
+    token_rewards: Callable[[CompletionBatch], torch.Tensor], pool: TokenizedPool, pad_token_id: int = 0,
+    batch_size: int = 32,
+) -> dict[str, float]:
+    """The `HEALTH_KEYS` metrics of a PRM on `pool`; `token_rewards(batch) -> (n, T)` is r_t of each row."""
+    rows = []
+    for start in range(0, len(pool.completion_ids), batch_size):
+        chunk = slice(start, start + batch_size)
+        batch = build_completion_batch(pool.prompt_ids[chunk], pool.completion_ids[chunk], pad_token_id)
+        rewards = token_rewards(batch).float().cpu()  # (n, T)
+        rows += [r[: len(ids)] for r, ids in zip(rewards, pool.completion_ids[chunk])]
+    N, T = len(rows), max(len(r) for r in rows)
+    rewards, mask = torch.zeros(N, T), torch.zeros(N, T, dtype=torch.long)  # (N, T)
+    step_ids = torch.zeros(N, T, dtype=torch.long)  # (N, T)
+    for i, (r, s) in enumerate(zip(rows, pool.step_ids)):
+        rewards[i, : len(r)], mask[i, : len(r)], step_ids[i, : len(s)] = r, 1, torch.tensor(s)
+    lengths = mask.sum(-1)  # (N,)
+    num_steps = torch.tensor([max(s) + 1 for s in pool.step_ids])  # (N,)
+    # R_{i,s} = sum of r_t over the tokens of step s
+    step_rewards = torch.zeros(N, int(num_steps.max())).scatter_add_(1, step_ids, rewards * mask)  # (N, S)
+    step_mask = (torch.arange(step_rewards.shape[1]) < num_steps.unsqueeze(-1)).long()  # (N, S)
+    hit, chance = error_localisation(step_rewards, step_mask, pool.first_wrong_steps)
+    G = pool.num_generations
+    # only groups with a right and a wrong rollout hold a pair to rank; the others would pull the mean to 1/2
+    grouped = pool.scores.reshape(-1, G)  # (P, G)
+    informative = (grouped.amax(-1) > grouped.amin(-1)).repeat_interleave(G)  # (N,)
+    scores, kept_mask, kept = pool.scores[informative], mask[informative], rewards[informative]
+    values = {
+        "heldout_pairwise_accuracy": prm_pairwise_accuracy(kept, scores, kept_mask, G),
+        # dividing every r_t by |y| orders rows by their mean token reward instead of the sum
+        "heldout_pairwise_accuracy_mean": prm_pairwise_accuracy(
+            kept / lengths[informative].unsqueeze(-1), scores, kept_mask, G
+        ),
+        "heldout_length_correlation": length_correlation(rewards.sum(-1), lengths),
+        "heldout_error_localisation": hit,
+        "heldout_error_localisation_chance": chance,
+    }
+    return {key: float(values[key]) for key in HEALTH_KEYS}
+
+
+class PRMHealthCallback(TrainerCallback):
+    """Logs `prm/heldout_*` every `every_n_steps` optimizer steps (and at the start and end of training).
+
+    The PRM of a `PRIMETrainer` scores the fixed `pool` exactly as in training (`trainer.prm.score`, EOS
+    included). Values join the step's log entry, so loggers and `trainer.state.log_history` see them;
+    `history` keeps every measurement, step 0 included. Main process only (one process or DDP).
+    Use `PRMHealthCallback.attach(trainer, pool, ...)`: it puts the callback ahead of the loggers.
+    """
+
+    def __init__(self, trainer, pool: RolloutPool, every_n_steps: int = 25,
+                 step_separators: Sequence[str] = ("\n\n",), batch_size: int = 32):  # fmt: skip
+        if every_n_steps < 1:
+            raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps}")
+        self.trainer, self.every_n_steps, self.batch_size = trainer, every_n_steps, batch_size
+        self.pool = tokenize_pool(pool, trainer.processing_class, step_separators)
+        self.history: list[dict] = []
+        self._pending: dict[str, float] = {}
+
+    @classmethod
+    def attach(cls, trainer, pool: RolloutPool, **kwargs) -> "PRMHealthCallback":
+        callback = cls(trainer, pool, **kwargs)
+        trainer.callback_handler.callbacks.insert(0, callback)
+        return callback
+
+    def measure(self, step: int) -> dict[str, float]:
+        trainer = self.trainer
+        device = trainer.accelerator.device
+
+        def token_rewards(batch: CompletionBatch) -> torch.Tensor:
+            batch = CompletionBatch(*(t.to(device) for t in (batch.input_ids, batch.attention_mask,
+                                                             batch.completion_mask)))  # fmt: skip
+            return trainer.prm.score(batch, trainer.prm.ref_logps(batch))
+
+        pad = pad_token_id(trainer.processing_class)
+        metrics = {f"prm/{k}": v for k, v in prm_health(token_rewards, self.pool, pad, self.batch_size).items()}
+        self.history.append({"step": step, **metrics})
+        return metrics
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            self.measure(state.global_step)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        due = state.global_step % self.every_n_steps == 0 or state.global_step == state.max_steps
+        if due and state.is_world_process_zero:
+            self._pending = self.measure(state.global_step)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self._pending and logs is not None:
+            logs.update(self._pending)
+            if state.log_history:  # Trainer.log appended a copy of `logs` before calling the callbacks
+                state.log_history[-1].update(self._pending)
+            self._pending = {}
