@@ -10,6 +10,8 @@ placements (a separate PRM; a LoRA adapter on the reference's base, B starting a
 - bf16 logits:    bf16 autocast, log-softmax of the bf16 logits (prime-trl before the fp32 head);
 - fp32 head:      bf16 autocast body, fp32 head (`prime_trl.prm.completion_logps` now).
 
+Also: the separate PRM (fp32 master weights) against a reference loaded in bf16, before any step (the truth is 0).
+
 Policy ratio (GRPO): the PPO ratio exp(log pi_new - log pi_old) for the same one-step change (GRPO's default lr is
 also 1e-6), with log-probs from TRL's fused LM head as GRPOTrainer computes them under bf16 autocast, with
 `cast_lm_head_to_fp32` False (GRPO's default) and True, against fp32. Also the on-policy ratio between two
@@ -77,7 +79,8 @@ def log_ratios(placement, batch: CompletionBatch, logps_fn, autocast: bool) -> t
 
 def stats(ratio: torch.Tensor, exact: torch.Tensor) -> dict[str, float]:
     err = (ratio - exact).abs()
-    corr = torch.corrcoef(torch.stack([ratio.double(), exact.double()]))[0, 1].item() if ratio.std() > 0 else 0.0
+    varies = ratio.std() > 0 and exact.std() > 0  # a correlation needs both to vary; else "nan"
+    corr = torch.corrcoef(torch.stack([ratio.double(), exact.double()]))[0, 1].item() if varies else float("nan")
     return {"mean |x|": ratio.abs().mean().item(), "mean err": err.mean().item(), "max err": err.max().item(),
             "zeros %": 100 * (ratio == 0).float().mean().item(), "corr": corr}
 
@@ -90,7 +93,11 @@ def implicit_reward_rows(tokenizer, args, seed: int) -> dict[str, dict[str, floa
     peft_model = get_peft_model(copy.deepcopy(ref), lora)
     peft_model.add_adapter("prm", lora)
     placements = {"separate": SeparatePRM(copy.deepcopy(ref).train(), ref), "adapter": AdapterPRM(peft_model)}
-    rows = {}
+    # PRIMETrainer keeps the separate PRM in fp32 but its reference in the load dtype: with bf16-loaded weights
+    # the two differ before any step, though both start from the same weights (the truth is 0)
+    start = log_ratios(SeparatePRM(copy.deepcopy(ref), copy.deepcopy(ref).to(torch.bfloat16)), batch,
+                       completion_logps, autocast=True)
+    rows = {"separate, bf16-loaded reference, step 0": stats(start, torch.zeros_like(start))}
     for name, placement in placements.items():
         one_step(placement, batch, args.lr)
         exact = log_ratios(placement, batch, completion_logps, autocast=False)

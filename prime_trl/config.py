@@ -303,7 +303,7 @@ def prime_config_from_grpo(args: GRPOConfig) -> PRIMEConfig:
     logger.warning(
         "PRIMETrainer got a GRPOConfig: converted to a PRIMEConfig with all its values (loss_type=%r, beta=%s, "
         "epsilon=%s, num_generations=%s) and PRIME's own fields at their defaults; pass a PRIMEConfig to set them. "
-        "scale_rewards and multi_objective_aggregation do not apply: PRIME's advantage is RLOO, whitened.",
+        "With the default advantage_estimator='rloo', scale_rewards and multi_objective_aggregation do not apply.",
         config.loss_type, config.beta, config.epsilon, config.num_generations,
     )
     return config

@@ -93,5 +93,6 @@ def smollm2_dir(smollm2_gguf) -> str:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)  # a failed conversion leaves nothing that looks complete
             raise
+        tmp.chmod(0o755)  # mkdtemp makes it private to its creator; the cache is readable like any download
         _publish(tmp, final)
     return str(final)

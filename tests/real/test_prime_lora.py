@@ -65,6 +65,8 @@ def test_checkpoint_is_the_real_one(run):
 
 def test_groups_reached_the_prm_and_it_updated(run):
     kept = _logged(run["trainer"], "filter/kept_fraction")
+    # Seeded, so fixed on one platform; elsewhere, with about half of these groups in the band, all four
+    # groups of the run missing it has odds of about 1 in 16.
     assert len(kept) == 2 and max(kept) > 0  # some group had a mixed outcome inside [0.2, 0.8]
     assert max(run["kept_rows"]) > 0 and sum(run["kept_rows"]) % 4 == 0  # whole groups of 4 samples
     losses = _logged(run["trainer"], "prm/loss")
