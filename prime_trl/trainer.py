@@ -253,7 +253,7 @@ class PRIMETrainer(GRPOTrainer):
 
         # 2. Accuracy filter on the label (correctness, as the authors' `acc`): whole groups whose mean lies in
         # [low, high]; a group with a row without a label is dropped (the outcome is NaN only where the label is).
-        keep_groups = accuracy_filter(labels, G, self.args.accuracy_lower_bound, self.args.accuracy_upper_bound)
+        keep_groups = self._informative_groups(labels)  # (P_global,)
         keep_rows = keep_groups.repeat_interleave(G)  # (B_global,)
         label_mean = labels.nanmean()
         # NaN rows sit in dropped groups, masked out of every loss; 0 keeps NaN out of the arithmetic.
@@ -399,11 +399,10 @@ class PRIMETrainer(GRPOTrainer):
         output = row_tensors(super()._generate_and_score_completions(inputs), self.dynamic_sampler.layouts)
         rewards, self._outcome_rewards_per_func = self._outcome_rewards_per_func, None  # gathered (B_round, F)
         return Round(gather_rows(output, self.dynamic_sampler.layouts, self.accelerator), rewards,
-                     self._informative_groups(rewards), prompts)
+                     self._informative_groups(self.prm_label_rule(rewards, self.reward_weights)), prompts)
 
-    def _informative_groups(self, rewards_per_func: torch.Tensor) -> torch.Tensor:
-        """(P,) bool: the groups `_apply_prime`'s accuracy filter keeps (step 2, on the PRM labels)."""
-        labels = self.prm_label_rule(rewards_per_func, self.reward_weights)
+    def _informative_groups(self, labels: torch.Tensor) -> torch.Tensor:
+        """(B,) PRM labels, NaN where unscorable -> (P,) bool: the groups PRIME's accuracy filter keeps."""
         low, high = self.args.accuracy_lower_bound, self.args.accuracy_upper_bound
         return accuracy_filter(labels, self.num_generations, low, high)
 
