@@ -546,14 +546,21 @@ def _is_data_parallel(accelerator) -> bool:
     return accelerator.num_processes > 1 and accelerator.distributed_type.name.startswith("MULTI_")
 
 
+def _sharding_backend(accelerator) -> str | None:
+    """'DeepSpeed ZeRO-3' or 'FSDP' where every parameter of the policy's model is sharded, else None."""
+    kind, plugin = accelerator.distributed_type.name, accelerator.state.deepspeed_plugin
+    if kind == "DEEPSPEED" and plugin is not None and plugin.zero_stage == 3:
+        return "DeepSpeed ZeRO-3"
+    return "FSDP" if kind == "FSDP" else None
+
+
 def _check_adapter_prm_unsharded(accelerator) -> None:
     """ZeRO-3 and FSDP shard every parameter of the policy's model, the PRM adapter's included, for the policy's
     engine to gather; the PRM's own optimizer cannot step such shards (a ZeRO-3 run of it hangs)."""
-    kind, plugin = accelerator.distributed_type.name, accelerator.state.deepspeed_plugin
-    zero3 = kind == "DEEPSPEED" and plugin is not None and plugin.zero_stage == 3
-    if kind == "FSDP" or zero3:
+    backend = _sharding_backend(accelerator)
+    if backend:
         raise ValueError(
-            f"prm_placement='adapter' does not work under {'DeepSpeed ZeRO-3' if zero3 else 'FSDP'}, which shards "
+            f"prm_placement='adapter' does not work under {backend}, which shards "
             "the PRM adapter with the policy's base model. Use prm_placement='separate' (a replicated full PRM), "
             "or DDP / DeepSpeed ZeRO-2 for the adapter placement."
         )
@@ -562,11 +569,10 @@ def _check_adapter_prm_unsharded(accelerator) -> None:
 def _check_value_model_unsharded(accelerator) -> None:
     """The value model is replicated and stepped by its own optimizer, like the adapter PRM: ZeRO-3 and FSDP shard
     the policy's base (and any adapter on it) for the policy's engine alone, so PPO is refused there."""
-    kind, plugin = accelerator.distributed_type.name, accelerator.state.deepspeed_plugin
-    zero3 = kind == "DEEPSPEED" and plugin is not None and plugin.zero_stage == 3
-    if kind == "FSDP" or zero3:
+    backend = _sharding_backend(accelerator)
+    if backend:
         raise ValueError(
-            f"advantage_estimator='ppo' does not work under {'DeepSpeed ZeRO-3' if zero3 else 'FSDP'}: its value "
+            f"advantage_estimator='ppo' does not work under {backend}: its value "
             "model is replicated with an optimizer of its own. Use DDP or DeepSpeed ZeRO-2."
         )
 
