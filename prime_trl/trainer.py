@@ -16,14 +16,12 @@ from __future__ import annotations
 import copy
 import logging
 import os
-from contextlib import contextmanager
 
 import datasets
 import torch
 from transformers.trainer import PREFIX_CHECKPOINT_DIR, TRAINER_STATE_NAME
 from transformers.trainer_utils import rotate_checkpoints
 from trl import GRPOConfig, GRPOTrainer
-from trl.trainer.utils import create_model_from_path
 
 from prime_trl.checkpoint import (
     PRM_STATE_FILE,
@@ -48,6 +46,15 @@ from prime_trl.estimators import (
     preprocess_process_rewards,
 )
 from prime_trl.label_rule import resolve_label_rule
+from prime_trl.placement import (
+    check_adapter_prm_unsharded,
+    check_quantization_runs_here,
+    check_value_model_unsharded,
+    is_data_parallel,
+    resolve_placement,
+    separate_prm_models,
+    whole_copy,
+)
 from prime_trl.prm import PLACEMENTS, PRM_ADAPTER_NAME, CompletionBatch, OnlinePRM
 from prime_trl.sampling import (
     DynamicSampler,
@@ -103,20 +110,20 @@ class PRIMETrainer(GRPOTrainer):
             if not isinstance(args, GRPOConfig):
                 raise TypeError(f"PRIMETrainer needs args to be a PRIMEConfig or GRPOConfig, got {type(args).__name__}.")
             args = prime_config_from_grpo(args)
-        _check_quantization_runs_here(
+        check_quantization_runs_here(
             quantization_config or (args.model_init_kwargs or {}).get("quantization_config"), model
         )
-        placement = _resolve_placement(args.prm_placement, model, peft_config)
+        placement = resolve_placement(args.prm_placement, model, peft_config)
         if placement == "separate":
             # Copy the PRM from the policy *before* the parent wraps or patches the policy model.
-            prm_model, prm_ref_model = _separate_prm_models(
+            prm_model, prm_ref_model = separate_prm_models(
                 model, args, prm_model, prm_ref_model, quantization_config
             )
         elif prm_model is not None or prm_ref_model is not None:
             raise ValueError("prm_model / prm_ref_model apply only to prm_placement='separate'.")
         # PPO's value model, like the PRM: a third adapter with PEFT, else a copy of the policy's start (made here).
-        value_placement = _resolve_placement(None, model, peft_config) if args.advantage_estimator in NEEDS_VALUE_MODEL else None
-        value_model = _whole_copy(model, args) if value_placement == "separate" else None
+        value_placement = resolve_placement(None, model, peft_config) if args.advantage_estimator in NEEDS_VALUE_MODEL else None
+        value_model = whole_copy(model, args) if value_placement == "separate" else None
 
         super().__init__(
             model=model,
@@ -171,7 +178,7 @@ class PRIMETrainer(GRPOTrainer):
         if placement == "adapter":
             if not hasattr(self.model, "peft_config"):
                 raise ValueError("prm_placement='adapter' needs a PEFT policy: pass peft_config (or a PeftModel).")
-            _check_adapter_prm_unsharded(self.accelerator)
+            check_adapter_prm_unsharded(self.accelerator)
             # Added after the parent's __init__, frozen and inactive: the policy optimizer and DDP never see it.
             prm_lora = copy.deepcopy(self.model.peft_config[self.model.active_adapter])
             prm_lora.inference_mode = False
@@ -187,7 +194,7 @@ class PRIMETrainer(GRPOTrainer):
             )
         prm_model = prm_model.to(device).train()
         prm_ref_model = prm_ref_model.to(device) if prm_ref_model is not None else None
-        if _is_data_parallel(self.accelerator):
+        if is_data_parallel(self.accelerator):
             # DDP, like the policy: gradients all-reduced in buckets overlapping the backward. Under DeepSpeed or
             # FSDP the accelerator's one engine is the policy's (a second would take over its backward), so the PRM
             # stays replicated there.
@@ -196,7 +203,7 @@ class PRIMETrainer(GRPOTrainer):
 
     def _build_value_model(self, placement: str, value_model) -> ValueModel:
         """PPO's value model: an adapter of the policy's PEFT model, or the separate copy, with its own optimizer."""
-        _check_value_model_unsharded(self.accelerator)
+        check_value_model_unsharded(self.accelerator)
         if placement == "adapter":
             # Added after the parent's __init__ like the PRM adapter: the policy optimizer and DDP never see it.
             value_lora = copy.deepcopy(self.model.peft_config[self.model.active_adapter])
@@ -530,130 +537,3 @@ class PRIMETrainer(GRPOTrainer):
 
 class _NoRowsToTrain(Exception):
     """Raised by compute_loss on a micro-batch without rows; training_step skips that micro-step."""
-
-
-# -- helpers: pure functions on the trainer's inputs ------------------------------------------------------
-def _resolve_placement(requested: str | None, model, peft_config) -> str:
-    is_peft = peft_config is not None or hasattr(model, "peft_config")
-    placement = requested or ("adapter" if is_peft else "separate")
-    if placement == "adapter" and not is_peft:
-        raise ValueError("prm_placement='adapter' needs a PEFT policy: pass peft_config (or a PeftModel).")
-    return placement
-
-
-def _is_data_parallel(accelerator) -> bool:
-    """Plain multi-process data parallelism (DDP on CPUs, GPUs or other devices), not DeepSpeed or FSDP."""
-    return accelerator.num_processes > 1 and accelerator.distributed_type.name.startswith("MULTI_")
-
-
-def _sharding_backend(accelerator) -> str | None:
-    """'DeepSpeed ZeRO-3' or 'FSDP' where every parameter of the policy's model is sharded, else None."""
-    kind, plugin = accelerator.distributed_type.name, accelerator.state.deepspeed_plugin
-    if kind == "DEEPSPEED" and plugin is not None and plugin.zero_stage == 3:
-        return "DeepSpeed ZeRO-3"
-    return "FSDP" if kind == "FSDP" else None
-
-
-def _check_adapter_prm_unsharded(accelerator) -> None:
-    """ZeRO-3 and FSDP shard every parameter of the policy's model, the PRM adapter's included, for the policy's
-    engine to gather; the PRM's own optimizer cannot step such shards (a ZeRO-3 run of it hangs)."""
-    backend = _sharding_backend(accelerator)
-    if backend:
-        raise ValueError(
-            f"prm_placement='adapter' does not work under {backend}, which shards "
-            "the PRM adapter with the policy's base model. Use prm_placement='separate' (a replicated full PRM), "
-            "or DDP / DeepSpeed ZeRO-2 for the adapter placement."
-        )
-
-
-def _check_value_model_unsharded(accelerator) -> None:
-    """The value model is replicated and stepped by its own optimizer, like the adapter PRM: ZeRO-3 and FSDP shard
-    the policy's base (and any adapter on it) for the policy's engine alone, so PPO is refused there."""
-    backend = _sharding_backend(accelerator)
-    if backend:
-        raise ValueError(
-            f"advantage_estimator='ppo' does not work under {backend}: its value "
-            "model is replicated with an optimizer of its own. Use DDP or DeepSpeed ZeRO-2."
-        )
-
-
-def _check_quantization_runs_here(quantization_config, model) -> None:
-    """bitsandbytes' 4/8-bit layers need CUDA (on CPU they run only partly and break after an eval pass)."""
-    if getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False):
-        quantization_config = {"load_in_4bit": True}  # an already-quantized instance
-    if quantization_config is None:
-        return
-    def wants(key):  # a BitsAndBytesConfig, or its dict form from model_init_kwargs / YAML
-        if isinstance(quantization_config, dict):
-            return quantization_config.get(key, False)
-        return getattr(quantization_config, key, False)
-
-    if not (wants("load_in_4bit") or wants("load_in_8bit")):
-        return
-    if not torch.cuda.is_available():
-        raise ValueError(
-            "quantization_config asks for a 4/8-bit base (QLoRA), which needs bitsandbytes on a CUDA GPU, and no "
-            "CUDA device is available. Drop quantization_config to train LoRA adapters on a full-precision base."
-        )
-    try:
-        import bitsandbytes  # noqa: F401  (availability check)
-    except ImportError as err:
-        raise ImportError("4/8-bit quantization needs bitsandbytes: pip install 'prime-trl[quant]'.") from err
-
-
-def _separate_prm_models(model, args: PRIMEConfig, prm_model, prm_ref_model, quantization_config):
-    """The PRM (default: the policy's starting point) and its frozen reference (default: the PRM's start)."""
-    if quantization_config is not None:
-        raise ValueError(
-            "A quantized PRM cannot be trained as a full model. Use peft_config with prm_placement='adapter' "
-            "(QLoRA: policy and PRM are adapters on the shared 4-bit base)."
-        )
-    if prm_model is None:
-        prm_model = _whole_copy(args.prm_model_name_or_path or model, args)
-    if args.prm_ref_type == "policy":
-        if prm_ref_model is not None:
-            raise ValueError("prm_ref_type='policy' takes the policy as the PRM's reference; do not pass prm_ref_model.")
-        return prm_model, None  # the policy's log-probs are the reference: no model to hold
-    if prm_ref_model is None:
-        source = args.prm_ref_model_name_or_path
-        prm_ref_model = _whole_copy(source, args) if source else copy.deepcopy(prm_model)
-    return prm_model, prm_ref_model
-
-
-def _whole_copy(source, args: PRIMEConfig) -> torch.nn.Module:
-    """A full, unpartitioned model loaded from a path or copied from an instance (the separate PRM, value model)."""
-    if isinstance(source, str):
-        init_kwargs = dict(args.model_init_kwargs or {})
-        init_kwargs["device_map"] = None  # placed on the accelerator's device by the trainer
-        with _whole_weights():
-            return create_model_from_path(source, **init_kwargs)
-    if hasattr(source, "peft_config"):
-        raise ValueError("For a PeftModel policy use prm_placement='adapter', or pass prm_model explicitly.")
-    if any(hasattr(p, "ds_id") for p in source.parameters()):
-        raise ValueError(
-            "The model instance was built partitioned by DeepSpeed ZeRO-3 (zero.Init), so a full-weight PRM "
-            "cannot be copied from it. Pass the policy as a path or hub id (the PRM is then loaded whole), "
-            "or pass prm_model and prm_ref_model loaded outside ZeRO-3."
-        )
-    return copy.deepcopy(source)
-
-
-@contextmanager
-def _whole_weights():
-    """Load whole weights under ZeRO-3 and FSDP too. transformers would build the model partitioned (ZeRO-3's
-    zero.Init) or, with FSDP's cpu_ram_efficient_loading, on the meta device outside local rank 0, for an engine
-    to gather or broadcast; the separate PRM and its reference have no engine and stay replicated."""
-    from transformers.integrations import deepspeed as hf_deepspeed
-
-    saved_config = hf_deepspeed._hf_deepspeed_config_weak_ref  # what is_deepspeed_zero3_enabled() reads
-    saved_env = os.environ.get("FSDP_CPU_RAM_EFFICIENT_LOADING")  # what transformers' is_fsdp_enabled() reads
-    hf_deepspeed.unset_hf_deepspeed_config()
-    os.environ["FSDP_CPU_RAM_EFFICIENT_LOADING"] = "false"
-    try:
-        yield
-    finally:
-        hf_deepspeed._hf_deepspeed_config_weak_ref = saved_config
-        if saved_env is None:
-            del os.environ["FSDP_CPU_RAM_EFFICIENT_LOADING"]
-        else:
-            os.environ["FSDP_CPU_RAM_EFFICIENT_LOADING"] = saved_env

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import pytest
 from accelerate.utils import DistributedType
 
-from prime_trl.trainer import _check_adapter_prm_unsharded, _check_value_model_unsharded, _is_data_parallel
+from prime_trl.placement import check_adapter_prm_unsharded, check_value_model_unsharded, is_data_parallel
 
 
 def _accelerator(kind, zero_stage=None, num_processes=2):
@@ -20,7 +20,7 @@ def _accelerator(kind, zero_stage=None, num_processes=2):
 ])
 def test_adapter_prm_is_refused_where_the_base_is_sharded(accelerator, name):
     with pytest.raises(ValueError, match=f"prm_placement='adapter' does not work under {name}"):
-        _check_adapter_prm_unsharded(accelerator)
+        check_adapter_prm_unsharded(accelerator)
 
 
 @pytest.mark.parametrize("accelerator", [
@@ -29,15 +29,15 @@ def test_adapter_prm_is_refused_where_the_base_is_sharded(accelerator, name):
     _accelerator(DistributedType.DEEPSPEED, zero_stage=2),
 ])
 def test_adapter_prm_is_accepted_where_the_base_is_whole(accelerator):
-    _check_adapter_prm_unsharded(accelerator)
+    check_adapter_prm_unsharded(accelerator)
 
 
 def test_only_plain_data_parallelism_wraps_the_separate_prm():
-    assert _is_data_parallel(_accelerator(DistributedType.MULTI_GPU))
-    assert _is_data_parallel(_accelerator(DistributedType.MULTI_CPU))
-    assert not _is_data_parallel(_accelerator(DistributedType.MULTI_CPU, num_processes=1))
-    assert not _is_data_parallel(_accelerator(DistributedType.DEEPSPEED, zero_stage=2))
-    assert not _is_data_parallel(_accelerator(DistributedType.FSDP))
+    assert is_data_parallel(_accelerator(DistributedType.MULTI_GPU))
+    assert is_data_parallel(_accelerator(DistributedType.MULTI_CPU))
+    assert not is_data_parallel(_accelerator(DistributedType.MULTI_CPU, num_processes=1))
+    assert not is_data_parallel(_accelerator(DistributedType.DEEPSPEED, zero_stage=2))
+    assert not is_data_parallel(_accelerator(DistributedType.FSDP))
 
 
 @pytest.mark.parametrize("accelerator, name", [
@@ -46,5 +46,5 @@ def test_only_plain_data_parallelism_wraps_the_separate_prm():
 ])
 def test_ppo_value_model_is_refused_where_the_base_is_sharded(accelerator, name):
     with pytest.raises(ValueError, match=f"advantage_estimator='ppo' does not work under {name}"):
-        _check_value_model_unsharded(accelerator)
-    _check_value_model_unsharded(_accelerator(DistributedType.DEEPSPEED, zero_stage=2))  # ZeRO-2 keeps it whole
+        check_value_model_unsharded(accelerator)
+    check_value_model_unsharded(_accelerator(DistributedType.DEEPSPEED, zero_stage=2))  # ZeRO-2 keeps it whole

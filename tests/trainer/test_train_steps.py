@@ -129,13 +129,13 @@ def test_an_already_quantized_model_without_cuda_fails_clearly():
 
     import pytest
 
-    from prime_trl.trainer import _check_quantization_runs_here
+    from prime_trl.placement import check_quantization_runs_here
 
     if torch.cuda.is_available():
         pytest.skip("CUDA present")
     with pytest.raises(ValueError, match="needs bitsandbytes on a CUDA GPU"):
-        _check_quantization_runs_here(None, types.SimpleNamespace(is_loaded_in_4bit=True))
-    _check_quantization_runs_here(None, "a/model/path")  # nothing quantized: no error
+        check_quantization_runs_here(None, types.SimpleNamespace(is_loaded_in_4bit=True))
+    check_quantization_runs_here(None, "a/model/path")  # nothing quantized: no error
 
 
 def test_outcome_only_rloo_with_a_frozen_prm_runs_no_prm_pass(tiny_model_dir, tmp_path):
