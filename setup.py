@@ -16,8 +16,10 @@ install_requires = [
 ]
 
 extras = {
-    # deepspeed: the tests run ZeRO-2/3 on CPU processes (gloo)
-    "dev": ["pytest>=8", "pytest-timeout", "nbformat", "nbclient", "ipykernel", "evaluate>=0.4", "deepspeed>=0.17"],
+    # deepspeed: the tests run ZeRO-2/3 on CPU processes (gloo); gguf: transformers needs it to read the GGUF
+    # checkpoint that tests/real convert into a real pretrained model
+    "dev": ["pytest>=8", "pytest-timeout", "nbformat", "nbclient", "ipykernel", "evaluate>=0.4", "deepspeed>=0.17",
+            "gguf>=0.10"],
     "quant": ["bitsandbytes>=0.46.1"],  # the floor transformers 5.23 enforces
     "notebooks": ["jupyter", "ipykernel", "ipywidgets"],
     "vllm": ["vllm"],

@@ -1,6 +1,7 @@
 """Peak memory of PRIME's PRM placements next to GRPO with LoRA, on the same model.
 
     python bench/memory.py [--hidden 768] [--layers 6] [--steps 2] [--model DIR]
+    python bench/memory.py --head [--vocab 151936] [--head-hidden 256] [--rows 4] [--tokens 128]
 
 Variants, each trained for `--steps` steps in a fresh process (same data, batch and LoRA settings):
 - grpo-lora:      TRL's GRPOTrainer, policy = LoRA adapter (the baseline);
@@ -18,6 +19,15 @@ Memory, measured in each child process:
 Ratios are to grpo-lora. Every group is kept by the accuracy filter, so the PRM updates on every step (its worst
 case). Without --model, a random Qwen2 of the given size is built locally; its fp32 weights (~125 MiB at the
 defaults) dominate the training memory. Times are wall-clock on a possibly shared machine: indicative only.
+
+`--head`: what the PRM's log-probs cost at a real vocabulary (Qwen2's 151,936) under bf16 autocast, for one
+micro-batch of `--rows` x `--tokens` completion tokens, forward only (reference / scoring) and forward + backward
+(the update), each variant in a fresh process; a small body (`--head-hidden`, 2 layers) so the head dominates:
+- bf16-logits: the model's bf16 logits (N, T+1, V), log-softmax in bf16 (prime-trl before the fp32 head);
+- fp32-logits: the same logits upcast to fp32, unchunked (the naive fix);
+- fp32-head:   `prime_trl.prm.completion_logps`, the fp32 head over chunks of rows holding <= 2^23 logits (32 MiB).
+Peak = CUDA max allocated, or peak RSS, during the pass minus before it (after a warm-up pass that allocates the
+gradients, so persistent gradient buffers are not counted; transient ones are).
 """
 
 from __future__ import annotations
@@ -99,6 +109,99 @@ def run_variant(variant: str, model_dir: str, steps: int, out_dir: str) -> dict:
     return {"seconds": seconds, "base": after_imports, "peak": peak_rss_bytes(), "peak_was_reset": peak_was_reset}
 
 
+def bf16_logit_logps(model, batch):
+    import torch
+    from trl.trainer.utils import selective_log_softmax
+
+    t = batch.completion_mask.size(1)
+    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, logits_to_keep=t + 1).logits
+    return selective_log_softmax(logits[:, :-1], batch.input_ids[:, -t:]).to(torch.float32)
+
+
+def fp32_logit_logps(model, batch):
+    t = batch.completion_mask.size(1)
+    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, logits_to_keep=t + 1).logits
+    logps = logits[:, :-1].float().log_softmax(-1)  # (N, T, V) in fp32
+    return logps.gather(-1, batch.input_ids[:, -t:, None]).squeeze(-1)
+
+
+def _completion_logps(model, batch):
+    from prime_trl.prm import completion_logps
+
+    return completion_logps(model, batch)
+
+
+HEAD_VARIANTS = {"bf16-logits": bf16_logit_logps, "fp32-logits": fp32_logit_logps, "fp32-head": _completion_logps}
+
+
+def run_head_variant(variant: str, vocab: int, hidden: int, rows: int, tokens: int) -> dict:
+    """Peak memory of one PRM log-prob pass of `variant` (forward; forward + backward) under bf16 autocast."""
+    import torch
+    from transformers import AutoModelForCausalLM, Qwen2Config
+
+    from prime_trl.prm import CompletionBatch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    torch.manual_seed(0)
+    config = Qwen2Config(vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2,
+                         num_attention_heads=hidden // 64, num_key_value_heads=max(1, hidden // 128),
+                         tie_word_embeddings=True)
+    model = AutoModelForCausalLM.from_config(config).to(device)  # fp32 master weights, as the PRM keeps them
+    input_ids = torch.randint(0, vocab, (rows, 64 + tokens), device=device)
+    batch = CompletionBatch(input_ids, torch.ones_like(input_ids), torch.ones_like(input_ids[:, -tokens:]))
+    logps_fn = HEAD_VARIANTS[variant]
+
+    def forward():
+        with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16):
+            return logps_fn(model, batch)
+
+    def forward_backward():
+        with torch.autocast(device, dtype=torch.bfloat16):
+            logps = logps_fn(model, batch)
+        logps.sum().backward()
+        return logps
+
+    result = {}
+    for name, run in (("forward", forward), ("forward+backward", forward_backward)):
+        run()  # warm-up: allocator caches and the .grad buffers, which every variant keeps alike
+        if device == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            before = torch.cuda.memory_allocated()
+        else:
+            reset_peak_rss()
+            before = rss_bytes()
+        start = time.perf_counter()
+        run()
+        seconds = time.perf_counter() - start
+        peak = torch.cuda.max_memory_allocated() if device == "cuda" else peak_rss_bytes()
+        result[name] = {"peak": peak - before, "seconds": seconds}
+    return result
+
+
+def head_main(args, env) -> None:
+    print(f"PRM log-probs under bf16 autocast: random Qwen2 body (hidden {args.head_hidden}, 2 layers), vocabulary "
+          f"{args.vocab:,}; one micro-batch of {args.rows} rows x {args.tokens} completion tokens (+64 prompt)")
+    results = {}
+    for variant in HEAD_VARIANTS:
+        command = [sys.executable, __file__, "--head-child", variant, "--vocab", str(args.vocab), "--head-hidden",
+                   str(args.head_hidden), "--rows", str(args.rows), "--tokens", str(args.tokens)]
+        done = subprocess.run(command, env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            sys.exit(f"{variant} failed:\n{done.stderr[-3000:]}")
+        results[variant] = json.loads(done.stdout.strip().splitlines()[-1])
+    logits_mib = args.rows * (args.tokens + 1) * args.vocab * 2 / 2**20
+    print(f"peak during the pass minus before it; for scale, the bf16 logits alone are {logits_mib:.0f} MiB")
+    header = "".join(f"{name + ' peak':>26}{'vs bf16-logits':>16}{'s':>7}" for name in results["fp32-head"])
+    print(f"{'variant':<14}{header}")
+    for variant, passes in results.items():
+        cells = []
+        for name, r in passes.items():
+            ratio = r["peak"] / results["bf16-logits"][name]["peak"]
+            cells.append(f"{r['peak'] / 2**20:>22.0f} MiB{ratio:>16.2f}{r['seconds']:>7.2f}")
+        print(f"{variant:<14}" + "".join(cells))
+
+
 def build_model(hidden: int, layers: int, out_dir: str) -> tuple[str, int]:
     from prime_trl.tiny import build_model as build, build_tokenizer
 
@@ -119,14 +222,26 @@ def main():
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
+    parser.add_argument("--head", action="store_true", help="measure the PRM log-prob head instead (see above)")
+    parser.add_argument("--vocab", type=int, default=151936, help="--head: vocabulary size (Qwen2's by default)")
+    parser.add_argument("--head-hidden", type=int, default=256, help="--head: hidden size of the small body")
+    parser.add_argument("--rows", type=int, default=4, help="--head: rows in the micro-batch")
+    parser.add_argument("--tokens", type=int, default=128, help="--head: completion tokens per row")
+    parser.add_argument("--head-child", choices=list(HEAD_VARIANTS), help=argparse.SUPPRESS)
     args = parser.parse_args()
 
+    if args.head_child:
+        print(json.dumps(run_head_variant(args.head_child, args.vocab, args.head_hidden, args.rows, args.tokens)))
+        return
     if args.child:  # one variant, in its own process, so every peak starts from a clean slate
         print(json.dumps(run_variant(args.child, args.model, args.steps, args.out)))
         return
 
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "TRL_EXPERIMENTAL_SILENCE": "1",
            "TOKENIZERS_PARALLELISM": "false"}
+    if args.head:
+        head_main(args, env)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         if args.model:
             model_dir, description = args.model, args.model

@@ -8,7 +8,9 @@ per process, next to the PRM's optimizer state.
 
 A checkpoint is written into a hidden staging folder and renamed into place once complete, so a crash
 while saving never leaves a `checkpoint-N` that resumes from partial files (`os.replace` is atomic on one
-filesystem; `get_last_checkpoint` ignores the staging name).
+filesystem; `get_last_checkpoint` ignores the staging name). The Trainer records the checkpoint it writes
+(`state.best_model_checkpoint`, then used for rotation and `load_best_model_at_end`); that record is moved
+to the published path before the state is saved, so nothing points into the staging folder once renamed.
 """
 
 from __future__ import annotations
@@ -46,3 +48,10 @@ def publish(staged_dir: str, final_dir: str) -> None:
     if os.path.exists(final_dir):
         shutil.rmtree(final_dir)
     os.replace(staged_dir, final_dir)
+
+
+def published_path(path: str | None, staging_root: str, run_dir: str) -> str | None:
+    """Where a checkpoint recorded under `staging_root` lives once published into `run_dir`; other paths as is."""
+    if path is None or os.path.dirname(os.path.abspath(path)) != os.path.abspath(staging_root):
+        return path
+    return os.path.join(run_dir, os.path.basename(path))

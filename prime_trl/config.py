@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from dataclasses import dataclass, field
 
 from trl import GRPOConfig
 
-PRM_UPDATE_MODES = ("after", "before", "none")
-PRM_PLACEMENTS = ("separate", "adapter")
-PROCESS_REWARD_NORMS = ("batch_norm", "none")
-CREDIT_ASSIGNMENTS = ("sum", "min_form")
+from prime_trl.core.labels import LABEL_TRANSFORMS
+from prime_trl.estimators import ADVANTAGE_ESTIMATORS, CREDIT_ASSIGNMENTS, PROCESS_REWARD_NORMS
+from prime_trl.prm import PLACEMENTS, PRM_LOSSES, PRM_REFERENCES, UPDATE_MODES
+
+# Each option's choices come from the dict that implements it, so the two cannot drift apart.
+PRM_UPDATE_MODES = tuple(UPDATE_MODES)
+PRM_PLACEMENTS = tuple(PLACEMENTS)
+PRM_LABEL_TRANSFORMS = ("auto", *LABEL_TRANSFORMS)
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -20,6 +28,7 @@ class PRIMEConfig(GRPOConfig):
     Defaults follow the authors' Eurus-2-7B-PRIME run (PRIME-RL/PRIME `run_prime_main.sh`) where they apply to TRL.
     Parent defaults that PRIME's objective depends on are pinned: `num_generations=4`, `beta=0.0` (no KL),
     `epsilon=0.2` and `loss_type="dapo"` (PPO-clip averaged over all valid tokens of the batch).
+    A `GRPOConfig` given to `PRIMETrainer` becomes a PRIMEConfig by `prime_config_from_grpo`, keeping its values.
     """
 
     # Parent defaults pinned for PRIME
@@ -83,6 +92,25 @@ class PRIMEConfig(GRPOConfig):
                   "batches). Default: `per_device_train_batch_size`."},
     )
 
+    # PRM label: which reward functions say whether an answer is right (the outcome reward uses them all)
+    prm_label_funcs: list[str] | None = field(
+        default=None,
+        metadata={"help": "Names (as logged under `rewards/<name>/mean`) or indices of the reward functions whose "
+                  "`reward_weights`-weighted mean is the PRM's cross-entropy label and feeds the accuracy filter. "
+                  "Each needs a positive weight. Default: the first reward function, fixed at start so the label "
+                  "never changes during a run; the correctness reward is usually listed first, and shaping terms "
+                  "(format, length penalties) are not correctness. The outcome reward for the advantage is always "
+                  "GRPO's weighted sum of all reward functions, any range."},
+    )
+    prm_label_transform: str = field(
+        default="auto",
+        metadata={"help": "How each label function's output becomes a label in [0, 1]: 'identity' (must already lie "
+                  "in [0, 1], as verifiers do), 'sigmoid' (an unbounded reward-model score read as a logit), "
+                  "'signed' ((r + 1) / 2 for scores in [-1, 1] such as +-1 correctness). 'auto': 'sigmoid' for "
+                  "reward models, 'identity' for reward functions. A label outside [0, 1] is an error naming the "
+                  "function.", "choices": list(PRM_LABEL_TRANSFORMS)},
+    )
+
     # Accuracy filter
     accuracy_lower_bound: float = field(
         default=0.2,
@@ -119,11 +147,61 @@ class PRIMEConfig(GRPOConfig):
         default=0.1, metadata={"help": "Temperature of PURE's softmin re-weighting (PURE's code: 0.1). Must be > 0."}
     )
 
+    # Advantage estimator, and the PRM's reference and loss variants (paper §5 Table 4, App. B.1, App. C.2)
+    advantage_estimator: str = field(
+        default="rloo",
+        metadata={"help": "How rewards become advantages. 'rloo': PRIME's RLOO returns of each source, whitened (paper "
+                  "§3.2, as the authors' code runs it). 'rloo_paper_eq5': the same as the paper's Eq. 5 writes it (the "
+                  "baseline subtracted on every token; equal to 'rloo' at the first token). 'reinforce': the same returns without baselines, whitened. 'grpo': GRPO's group-normalised "
+                  "outcome (TRL's `scale_rewards`) on every token plus the group-normalised process return "
+                  "(DeepSeekMath §4.1.3), not whitened; with process rewards off it is exactly GRPO. 'ppo': GAE "
+                  "(`gae_gamma`, `gae_lambda`) with a learned value model. The paper's Table 4 runs all four.",
+                  "choices": list(ADVANTAGE_ESTIMATORS)},
+    )
+    prm_ref_type: str = field(
+        default="frozen",
+        metadata={"help": "Reference of the implicit reward (the authors' `ref_type`). 'frozen': a frozen model, the "
+                  "PRM's start (paper default). 'policy': the policy's own log-probs of its samples at temperature 1, "
+                  "so no reference model is held or run (paper App. B.1 finds both give similar rewards).",
+                  "choices": list(PRM_REFERENCES)},
+    )
+    prm_loss_type: str = field(
+        default="ce",
+        metadata={"help": "Loss of the online PRM update. 'ce': cross-entropy on the outcome (paper Alg. 1). 'dpo': "
+                  "veRL's pairwise DPO loss of each row against its group's other side (paper App. C.2: similar "
+                  "results, CE chosen for memory); costs one more PRM forward per batch.",
+                  "choices": list(PRM_LOSSES)},
+    )
+    gae_gamma: float = field(
+        default=1.0, metadata={"help": "GAE discount for 'ppo', in (0, 1]. 1 as PRIME's returns (no discount)."}
+    )
+    gae_lambda: float = field(
+        default=0.95, metadata={"help": "GAE lambda for 'ppo', in [0, 1]; 0.95 as in veRL's PPO defaults."}
+    )
+
+    value_learning_rate: float = field(
+        default=1e-5, metadata={"help": "AdamW learning rate of the 'ppo' value model (veRL's critic default, 1e-5)."}
+    )
+    value_weight_decay: float = field(
+        default=0.01, metadata={"help": "AdamW weight decay of the 'ppo' value model (veRL's critic default, 0.01)."}
+    )
+    value_max_grad_norm: float = field(
+        default=1.0, metadata={"help": "Gradient-norm clip of the 'ppo' value model (veRL's critic default, 1.0)."}
+    )
+    value_clip_range: float = field(
+        default=0.5,
+        metadata={"help": "Clip range c of the value loss, V_old +- c (veRL's `cliprange_value`, 0.5). Must be > 0."},
+    )
+
     def __post_init__(self):
         super().__post_init__()
+        self._check_estimator_options()
         _check_choice("prm_update", self.prm_update, PRM_UPDATE_MODES)
         _check_choice("process_reward_norm", self.process_reward_norm, PROCESS_REWARD_NORMS)
         _check_choice("process_credit_assignment", self.process_credit_assignment, CREDIT_ASSIGNMENTS)
+        _check_choice("prm_label_transform", self.prm_label_transform, PRM_LABEL_TRANSFORMS)
+        if self.prm_label_funcs is not None and len(self.prm_label_funcs) == 0:
+            raise ValueError("prm_label_funcs is empty: name at least one reward function, or leave it None.")
         if self.min_form_temperature <= 0:
             raise ValueError(f"min_form_temperature must be > 0, got {self.min_form_temperature}.")
         if self.prm_placement is not None:
@@ -153,7 +231,54 @@ class PRIMEConfig(GRPOConfig):
                 "prm_ref_model_name_or_path cannot be set; use prm_placement='separate' for another PRM checkpoint."
             )
 
+    def _check_estimator_options(self) -> None:
+        _check_choice("advantage_estimator", self.advantage_estimator, ADVANTAGE_ESTIMATORS)
+        if not 0.0 < self.gae_gamma <= 1.0:
+            raise ValueError(f"gae_gamma must lie in (0, 1], got {self.gae_gamma}.")
+        if not 0.0 <= self.gae_lambda <= 1.0:
+            raise ValueError(f"gae_lambda must lie in [0, 1], got {self.gae_lambda}.")
+        _check_choice("prm_ref_type", self.prm_ref_type, PRM_REFERENCES)
+        _check_choice("prm_loss_type", self.prm_loss_type, PRM_LOSSES)
+        if self.prm_ref_type == "policy" and self.prm_ref_model_name_or_path:
+            raise ValueError("prm_ref_type='policy' takes the policy as the PRM's reference; unset prm_ref_model_name_or_path.")
+        local_rows = self.per_device_train_batch_size * self.steps_per_generation
+        if self.prm_loss_type == "dpo" and local_rows % self.num_generations != 0:
+            raise ValueError(
+                f"prm_loss_type='dpo' compares rows within a group, so each process's {local_rows} rows "
+                f"(per_device_train_batch_size * steps_per_generation) must be a multiple of num_generations="
+                f"{self.num_generations}."
+            )
+        for name in ("value_learning_rate", "value_weight_decay"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
+        for name in ("value_max_grad_norm", "value_clip_range"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}.")
+        if self.advantage_estimator == "rloo_paper_eq5" and self.gamma_outcome != 1.0:
+            raise ValueError("advantage_estimator='rloo_paper_eq5' adds the outcome undiscounted (Eq. 5): gamma_outcome must be 1.")
+        if self.advantage_estimator == "grpo" and self.multi_objective_aggregation != "sum_then_normalize":
+            raise ValueError(
+                "advantage_estimator='grpo' normalises PRIME's weighted-sum outcome, i.e. "
+                f"multi_objective_aggregation='sum_then_normalize'; got {self.multi_objective_aggregation!r}."
+            )
+
 
 def _check_choice(name: str, value, choices) -> None:
     if value not in choices:
         raise ValueError(f"{name}={value!r} is not one of {list(choices)}.")
+
+
+def prime_config_from_grpo(args: GRPOConfig) -> PRIMEConfig:
+    """A PRIMEConfig with every value of a GRPOConfig (PRIME's pinned defaults do not replace them) and
+    PRIME's own fields at their defaults."""
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(GRPOConfig) if f.init}
+    # GRPOConfig.__post_init__ derived one of these from the other; passing both again is refused.
+    values["generation_batch_size"] = None
+    config = PRIMEConfig(**values)
+    logger.warning(
+        "PRIMETrainer got a GRPOConfig: converted to a PRIMEConfig with all its values (loss_type=%r, beta=%s, "
+        "epsilon=%s, num_generations=%s) and PRIME's own fields at their defaults; pass a PRIMEConfig to set them. "
+        "With the default advantage_estimator='rloo', scale_rewards and multi_objective_aggregation do not apply.",
+        config.loss_type, config.beta, config.epsilon, config.num_generations,
+    )
+    return config

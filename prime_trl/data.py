@@ -9,7 +9,7 @@ Every schema becomes the same columns, which `PRIMETrainer` and `prime_trl.verif
 
 Schemas (`SCHEMAS`, picked from the columns with `schema="auto"`):
 - "eurus": Eurus-2-RL-Data (`data_source`, `prompt` as chat messages, `ability`,
-  `reward_model.ground_truth`, `extra_info`), PRIME's RL data (PRIME_SPEC §6);
+  `reward_model.ground_truth`, `extra_info`), PRIME's RL data, as the authors' `data_prepare.py` writes it;
 - "gsm8k": `question`, `answer` with the final answer after "####";
 - "math": `problem`, `solution` with the answer in the last `\\boxed{}` (falls back to an
   `answer` column, as in MATH-500).
@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 EURUS_HUB_ID = "PRIME-RL/Eurus-2-RL-Data"
 ABILITIES = ("math", "code")
 
-# User-turn suffixes of PRIME's README "Usage" and eval scripts (PRIME_SPEC §6).
+# User-turn suffixes of PRIME's README "Usage" section, which all of the authors' eval scripts append.
 MATH_SUFFIX = "\n\nPresent the answer in LaTex format: \\boxed{Your answer}"
 CODE_SUFFIX = "\n\nWrite Python code to solve the problem. Present the code in \n```python\nYour code\n```\nat the end."
 SUFFIXES = {"math": MATH_SUFFIX, "code": CODE_SUFFIX}
@@ -280,6 +280,16 @@ def normalize_dataset(
 ):
     """A `datasets.Dataset` in any of `SCHEMAS` -> (Dataset of PRIME prompt rows, LoadReport).
 
+    Args:
+        schema: "auto" (from the columns) or one of `SCHEMAS`.
+        add_suffix: append the paper's math/code instruction to the last user message.
+        system_prompt: None keeps the rows' system messages; a string replaces them ("" removes).
+        tokenizer, max_prompt_length: with both, prompts longer than `max_prompt_length` tokens
+            (chat template + generation prompt) are bad rows.
+        on_bad_row: "error" raises `BadRowError` at the first bad row; "skip" drops bad rows,
+            logs their count by reason and records it in the `LoadReport`.
+        num_proc: processes for `Dataset.map`.
+
     Row indices in errors are positions in `dataset`.
     """
     if on_bad_row not in ON_BAD_ROW:
@@ -336,35 +346,16 @@ def load_raw_dataset(name_or_path: str, split: str = "train"):
     return load_dataset(name_or_path, split=split)
 
 
-def load_prime_dataset(
-    name_or_path: str,
-    schema: str = "auto",
-    split: str = "train",
-    add_suffix: bool = True,
-    system_prompt: str | None = None,
-    tokenizer=None,
-    max_prompt_length: int | None = None,
-    on_bad_row: str = "error",
-    num_proc: int | None = None,
-    return_report: bool = False,
-) -> Any:
+def load_prime_dataset(name_or_path: str, split: str = "train", return_report: bool = False, **options) -> Any:
     """Load and normalise RL prompts into PRIME prompt rows (see the module docstring).
 
     Args:
         name_or_path: hub id (e.g. `EURUS_HUB_ID`), a local .jsonl/.json/.parquet/.csv file, or a
             local directory of such files.
-        schema: "auto" (from the columns) or one of `SCHEMAS`.
         split: split of a hub dataset or directory.
-        add_suffix: append the paper's math/code instruction to the last user message.
-        system_prompt: None keeps the rows' system messages; a string replaces them ("" removes).
-        tokenizer, max_prompt_length: with both, prompts longer than `max_prompt_length` tokens
-            (chat template + generation prompt) are bad rows.
-        on_bad_row: "error" raises `BadRowError` at the first bad row; "skip" drops bad rows,
-            logs their count by reason and records it in the `LoadReport`.
         return_report: return `(dataset, LoadReport)` instead of the dataset.
+        **options: those of `normalize_dataset` (schema, add_suffix, system_prompt, tokenizer,
+            max_prompt_length, on_bad_row, num_proc).
     """
-    raw = load_raw_dataset(name_or_path, split)
-    dataset, report = normalize_dataset(
-        raw, schema, add_suffix, system_prompt, tokenizer, max_prompt_length, on_bad_row, num_proc
-    )
+    dataset, report = normalize_dataset(load_raw_dataset(name_or_path, split), **options)
     return (dataset, report) if return_report else dataset

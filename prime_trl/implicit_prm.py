@@ -4,7 +4,9 @@ An implicit PRM is a causal LM pi_phi trained only on outcome labels; against it
 every response token the reward r_t = beta * log[pi_phi(y_t|y_<t) / pi_ref(y_t|y_<t)] (paper Eq. 3), and a
 step's reward is the sum of the token rewards inside it (so the step rewards sum to the sequence reward
 r_phi(y), the logit of P(correct)). The formula is `prime_trl.core.implicit_process_rewards`; the forward passes
-are `prime_trl.prm.completion_logps` (temperature 1), on the same placements the trainer uses.
+are `prime_trl.prm.completion_logps` (temperature 1, fp32 head over the model's own dtype), on the same placements
+the trainer uses. A model loaded in bf16 (`dtype="auto"` on a bf16 checkpoint) still rounds in its body; load in
+float32 for rewards exact to fp32 (see the README on the implicit reward's precision).
 
 Three kinds of checkpoint load with `ImplicitPRM.from_pretrained(prm_path, ref_path=None, beta=0.05)`:
 - a PRM adapter (a directory with `adapter_config.json`, e.g. `<output_dir>/prm` of an adapter-placement
@@ -16,8 +18,9 @@ Three kinds of checkpoint load with `ImplicitPRM.from_pretrained(prm_path, ref_p
 A trainer output directory that holds a `prm/` subdirectory resolves to that subdirectory.
 
 Steps: the response text is cut at configurable separators. A separator made only of whitespace (the default
-blank line "\\n\\n") closes the step it ends; any other separator (the Eurus action markers such as "[ASSESS]",
-PRIME_SPEC §6) opens a new step. A token belongs to the step holding its last character.
+blank line "\\n\\n") closes the step it ends; any other separator (the action markers such as "[ASSESS]" that
+PRIME's system prompt asks every step to begin with) opens a new step. A token belongs to the step holding its
+last character.
 """
 
 from __future__ import annotations

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from trl.trainer.utils import selective_log_softmax, use_adapter
+from trl.trainer.utils import use_adapter
 
-from prime_trl.core import implicit_process_rewards, prm_ce_loss
+from prime_trl.core import implicit_process_rewards, prm_ce_loss, prm_dpo_loss, sequence_implicit_rewards
+from prime_trl.logprobs import completion_token_logps
 
 PRM_ADAPTER_NAME = "prm"
 
@@ -56,20 +57,14 @@ class CompletionBatch:
 
 
 def completion_logps(model: torch.nn.Module, batch: CompletionBatch) -> torch.Tensor:
-    """Per-token log pi(y_t | y_<t) of the completion tokens at temperature 1.
+    """Per-token log pi(y_t | y_<t) of the completion tokens at temperature 1, from an fp32 LM head.
 
-    Returns (N, T). Unlike TRL's fused head (which bakes the sampling temperature in), this always scores at
-    temperature 1: the implicit reward is a log-likelihood ratio of the PRM, not of the sampler.
+    Returns (N, T) fp32. The body runs under the caller's autocast (bf16 on GPU), the head in fp32: bf16 logits
+    round log-probs to ~2^-5, which erases the small PRM-vs-reference differences the implicit reward is made of.
+    Unlike TRL's fused head (which bakes the sampling temperature in), this always scores at temperature 1: the
+    implicit reward is a log-likelihood ratio of the PRM, not of the sampler.
     """
-    num_completion = batch.completion_mask.size(1)
-    # logits at position i predict token i+1, so the T completion tokens need the T positions before them
-    logits = model(
-        input_ids=batch.input_ids,
-        attention_mask=batch.attention_mask,
-        logits_to_keep=num_completion + 1,
-        use_cache=False,
-    ).logits[:, :-1]  # (N, T, V)
-    return selective_log_softmax(logits, batch.input_ids[:, -num_completion:])  # (N, T)
+    return completion_token_logps(model, batch.input_ids, batch.attention_mask, batch.completion_mask.size(1))
 
 
 class SeparatePRM:
@@ -77,7 +72,8 @@ class SeparatePRM:
 
     def __init__(self, prm: torch.nn.Module, ref: torch.nn.Module):
         self.model = prm
-        self.ref_model = ref.requires_grad_(False).eval()
+        # None with prm_ref_type="policy": the policy's log-probs are the reference
+        self.ref_model = ref.requires_grad_(False).eval() if ref is not None else None
 
     @contextmanager
     def prm_scope(self):
@@ -95,7 +91,8 @@ class AdapterPRM:
     """The PRM is the adapter `name` on the policy's PEFT model; the reference is the base, adapters off.
 
     PEFT sets `requires_grad` only on the active adapter, so the PRM's forward, backward and optimizer
-    step must all run inside `prm_scope()`, or its gradients come out None (TRL_NOTES §3.2).
+    step must all run inside `prm_scope()`, or its gradients come out None: PEFT's `set_adapter` turns
+    `requires_grad` off for every inactive adapter.
     """
 
     def __init__(self, peft_model, name: str = PRM_ADAPTER_NAME):
@@ -129,7 +126,7 @@ class OnlinePRM:
     prepared by the accelerator (DDP under `accelerate launch`), which all-reduces its gradients; an adapter PRM
     sits inside the policy, which the accelerator wrapped while the PRM adapter was frozen, so its gradients are
     summed here. The optimizer is a plain AdamW on purpose: an accelerate-wrapped optimizer skips `step()` on the
-    non-sync micro-steps where TRL generates (TRL_NOTES §4.2).
+    non-sync micro-steps where TRL generates.
     """
 
     def __init__(
@@ -142,8 +139,12 @@ class OnlinePRM:
         max_grad_norm: float,
         micro_batch_size: int,
         num_mini_batches: int,
+        loss_type: str = "ce",
+        num_generations: int | None = None,
     ):
         self.placement = placement
+        self.loss = PRM_LOSSES[loss_type]
+        self.num_generations = num_generations
         self.accelerator = accelerator
         self.beta = beta
         self.max_grad_norm = max_grad_norm
@@ -172,6 +173,10 @@ class OnlinePRM:
             # DDP's forward may broadcast buffers (a collective); a pass with no backward needs none of it
             module = module.module if isinstance(module, DistributedDataParallel) else module
             return torch.cat([completion_logps(module, batch.rows(i)) for i in batch.split(self.micro_batch_size)])
+
+    def reference_logps(self, ref_type: str, policy, batch: CompletionBatch) -> torch.Tensor:
+        """log pi_ref of each completion token, (N, T), under `prm_ref_type` `ref_type` (`PRM_REFERENCES`)."""
+        return PRM_REFERENCES[ref_type](self, policy, batch)
 
     def ref_logps(self, batch: CompletionBatch) -> torch.Tensor:
         """log pi_ref of each completion token, (N, T)."""
@@ -210,6 +215,7 @@ class OnlinePRM:
         mini_batches = torch.arange(len(batch), device=ref_logps.device).tensor_split(self.num_mini_batches)
         global_rows, global_micro = self._global_counts(mini_batches)
         loss_scale = self.accelerator.num_processes if self.ddp else 1  # DDP averages gradients; we want the sum
+        context = self.loss.prepare(self, batch, ref_logps, labels)
         with self.placement.prm_scope() as module:
             for mini_rows, num_global, num_micro in zip(mini_batches, global_rows, global_micro):
                 if num_global == 0:
@@ -226,10 +232,7 @@ class OnlinePRM:
                     if rows is None:
                         (prm_logps.sum() * 0.0).backward()  # joins DDP's all-reduce with a zero gradient
                         continue
-                    # L_CE = -[r_o log sigma(r_phi(y)) + (1 - r_o) log(1 - sigma(r_phi(y)))]   (Alg. 1 line 8)
-                    row_losses = prm_ce_loss(
-                        prm_logps, ref_logps[rows], micro.completion_mask, labels[rows], self.beta, reduction="none"
-                    )
+                    row_losses = self.loss.row_losses(self, prm_logps, ref_logps[rows], micro, labels[rows], context, rows)
                     (row_losses.sum() * (loss_scale / num_global)).backward()
                     loss_sum += row_losses.detach().sum()
                     rewards[rows] = implicit_process_rewards(
@@ -267,7 +270,7 @@ class OnlinePRM:
 
     def step(self, mode: str, batch: CompletionBatch, ref_logps: torch.Tensor, labels: torch.Tensor):
         """Rewards (N, T) and update metrics for one generation batch under `prm_update` mode `mode`."""
-        return _UPDATE_MODES[mode](self, batch, ref_logps, labels)
+        return UPDATE_MODES[mode](self, batch, ref_logps, labels)
 
     # -- persistence ------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -291,14 +294,78 @@ def _gradient_buckets(parameters, max_numel: int = 2**25) -> list[list[torch.nn.
     return buckets + [current] if current else buckets
 
 
-def _score_after_update(prm: OnlinePRM, batch, ref_logps, labels):
+def _update_then_score(prm: OnlinePRM, batch, ref_logps, labels):
     # "before" (double forward): learn from this batch first, then score it with the updated PRM
     _, metrics = prm.update(batch, ref_logps, labels)
     return prm.score(batch, ref_logps), metrics
 
 
-def _score_frozen(prm: OnlinePRM, batch, ref_logps, labels):
+def _score_without_update(prm: OnlinePRM, batch, ref_logps, labels):
     return prm.score(batch, ref_logps), {}
 
 
-_UPDATE_MODES = {"after": OnlinePRM.update, "before": _score_after_update, "none": _score_frozen}
+def _score_during_update(prm: OnlinePRM, batch, ref_logps, labels):
+    # "after" (single forward): the rewards of each row come from the forward pass its update uses
+    return prm.update(batch, ref_logps, labels)
+
+
+# `prm_update` modes, the one definition (PRIMEConfig's choices come from here).
+UPDATE_MODES = {"after": _score_during_update, "before": _update_then_score, "none": _score_without_update}
+
+
+# -- the PRM's loss (`prm_loss_type`) ------------------------------------------------------------------
+class _CrossEntropyLoss:
+    """PRIME's loss: BCE of sigmoid(r_phi(y)) against the outcome (paper Alg. 1 line 8)."""
+
+    def prepare(self, prm: OnlinePRM, batch, ref_logps, labels):
+        return None
+
+    def row_losses(self, prm: OnlinePRM, prm_logps, ref_logps, micro, labels, context, rows):
+        # L_CE = -[r_o log sigma(r_phi(y)) + (1 - r_o) log(1 - sigma(r_phi(y)))]
+        return prm_ce_loss(prm_logps, ref_logps, micro.completion_mask, labels, prm.beta, reduction="none")
+
+
+class _PairwiseDPOLoss:
+    """veRL's pairwise DPO loss: each row against the detached rewards of its group's other side (paper App. C.2).
+
+    The group's rewards come from a no-gradient pass of the PRM before the update (veRL's "reverse" pass), so
+    this loss costs one more PRM forward per batch. A process's rows must hold whole groups (checked in config).
+    """
+
+    def prepare(self, prm: OnlinePRM, batch, ref_logps, labels):
+        G = prm.num_generations
+        prm_logps = prm._logps_no_grad(prm.placement.prm_scope, batch).float()
+        rewards = sequence_implicit_rewards(prm_logps, ref_logps, batch.completion_mask, prm.beta)  # (N,)
+        # every row sees the G rewards and labels of its own group: (N, G)
+        return rewards.view(-1, G).repeat_interleave(G, 0), labels.view(-1, G).repeat_interleave(G, 0)
+
+    def row_losses(self, prm: OnlinePRM, prm_logps, ref_logps, micro, labels, context, rows):
+        group_rewards, group_labels = context
+        return prm_dpo_loss(
+            prm_logps, ref_logps, micro.completion_mask, labels, prm.beta, group_rewards[rows], group_labels[rows],
+            reduction="none",
+        )
+
+
+# `prm_loss_type` choices, the one definition.
+PRM_LOSSES = {"ce": _CrossEntropyLoss(), "dpo": _PairwiseDPOLoss()}
+
+
+# -- the PRM's reference (`prm_ref_type`) --------------------------------------------------------------
+def _frozen_reference(prm: OnlinePRM, policy, batch):
+    return prm.ref_logps(batch)
+
+
+def _policy_reference(prm: OnlinePRM, policy, batch):
+    """The authors' ref_type "policy": log pi_ref = the policy's log-probs of its own samples, at temperature 1.
+
+    The policy has not changed since it sampled, so it is scored once without gradients, by the same
+    `completion_logps` (temperature 1, fp32 head) as the PRM: GRPO's own sampling-time log-probs are at the
+    sampling temperature and from its bf16 head, and would put their rounding into the log-ratio.
+    No reference model is held.
+    """
+    return prm._logps_no_grad(lambda: nullcontext(policy), batch).float()
+
+
+# `prm_ref_type` choices, the one definition.
+PRM_REFERENCES = {"frozen": _frozen_reference, "policy": _policy_reference}

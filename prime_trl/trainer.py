@@ -4,7 +4,9 @@ GRPO already samples `num_generations` completions per prompt, scores them with 
 (gathered across processes) and applies a PPO-clip loss that accepts per-token advantages. PRIME replaces
 what happens between scoring and the loss:
 
-    outcome scores -> accuracy filter -> implicit PRM (score + online CE update) -> RLOO returns -> whitening
+    outcome reward and PRM label -> accuracy filter on the label -> implicit PRM (score + online update on the
+    label) -> advantage estimator on the outcome reward (RLOO returns and whitening by default; REINFORCE, GRPO,
+    PPO with a value model: `prime_trl.estimators`)
 
 All formulas are in `prime_trl.core`; the PRM's state is in `prime_trl.prm`. This file orchestrates.
 """
@@ -12,13 +14,14 @@ All formulas are in `prime_trl.core`; the PRM's state is in `prime_trl.prm`. Thi
 from __future__ import annotations
 
 import copy
+import logging
 import os
 from contextlib import contextmanager
 
 import torch
-from transformers.trainer import PREFIX_CHECKPOINT_DIR
+from transformers.trainer import PREFIX_CHECKPOINT_DIR, TRAINER_STATE_NAME
 from transformers.trainer_utils import rotate_checkpoints
-from trl import GRPOTrainer
+from trl import GRPOConfig, GRPOTrainer
 from trl.trainer.utils import create_model_from_path
 
 from prime_trl.checkpoint import (
@@ -26,31 +29,35 @@ from prime_trl.checkpoint import (
     STAGING_DIR,
     load_generation_state,
     publish,
+    published_path,
     save_generation_state,
 )
-from prime_trl.config import PRIMEConfig
+from prime_trl.config import PRIMEConfig, prime_config_from_grpo
 from prime_trl.core import (
     accuracy_filter,
-    masked_whiten,
-    min_form_rewards,
-    normalize_process_rewards,
+    outcome_scores,
     prm_pairwise_accuracy,
-    rloo_returns,
 )
+from prime_trl.estimators import (
+    ADVANTAGE_ESTIMATORS,
+    NEEDS_VALUE_MODEL,
+    EstimatorInputs,
+    preprocess_process_rewards,
+)
+from prime_trl.label_rule import resolve_label_rule
 from prime_trl.prm import PLACEMENTS, PRM_ADAPTER_NAME, CompletionBatch, OnlinePRM
+from prime_trl.value import VALUE_ADAPTER_NAME, VALUE_PLACEMENTS, VALUE_STATE_FILE, ValueModel
 
 PRM_DIR = "prm"
-# How process rewards become credit: PRIME sums them; PURE re-weights them towards the minimum ahead.
-CREDIT_ASSIGNMENT = {
-    "sum": lambda rewards, mask, temperature: rewards,
-    "min_form": min_form_rewards,
-}
+VALUE_DIR = "value"
+logger = logging.getLogger(__name__)
 
 
 class PRIMETrainer(GRPOTrainer):
     """Drop-in replacement for `GRPOTrainer` that trains with PRIME.
 
-    Args are those of `GRPOTrainer`, with `args` a `PRIMEConfig`, plus:
+    Args are those of `GRPOTrainer`, with `args` a `PRIMEConfig` (a `GRPOConfig` is converted, keeping all its
+    values, PRIME's fields at their defaults), plus:
         prm_model: optional PRM instance (placement "separate"); default: a copy of the policy's start.
         prm_ref_model: optional frozen reference for the PRM; default: a copy of the PRM's start.
     """
@@ -79,7 +86,9 @@ class PRIMETrainer(GRPOTrainer):
             name = model if isinstance(model, str) else model.config._name_or_path
             args = PRIMEConfig(f"{str(name).split('/')[-1]}-PRIME")
         if not isinstance(args, PRIMEConfig):
-            raise TypeError(f"PRIMETrainer needs args to be a PRIMEConfig, got {type(args).__name__}.")
+            if not isinstance(args, GRPOConfig):
+                raise TypeError(f"PRIMETrainer needs args to be a PRIMEConfig or GRPOConfig, got {type(args).__name__}.")
+            args = prime_config_from_grpo(args)
         _check_quantization_runs_here(
             quantization_config or (args.model_init_kwargs or {}).get("quantization_config"), model
         )
@@ -91,6 +100,9 @@ class PRIMETrainer(GRPOTrainer):
             )
         elif prm_model is not None or prm_ref_model is not None:
             raise ValueError("prm_model / prm_ref_model apply only to prm_placement='separate'.")
+        # PPO's value model, like the PRM: a third adapter with PEFT, else a copy of the policy's start (made here).
+        value_placement = _resolve_placement(None, model, peft_config) if args.advantage_estimator in NEEDS_VALUE_MODEL else None
+        value_model = _whole_copy(model, args) if value_placement == "separate" else None
 
         super().__init__(
             model=model,
@@ -106,6 +118,13 @@ class PRIMETrainer(GRPOTrainer):
             peft_config=peft_config,
             **kwargs,
         )
+        self.prm_label_rule = resolve_label_rule(
+            args.prm_label_funcs, args.prm_label_transform, self.reward_funcs, self.reward_func_names,
+            self.reward_weights,
+        )
+        # Picked by default among several reward functions: say which, where a user sees it.
+        ambiguous = args.prm_label_funcs is None and len(self.reward_funcs) > 1
+        (logger.warning if ambiguous else logger.info)(self.prm_label_rule.describe())
         self.prm_placement = placement
         self.prm = OnlinePRM(
             self._build_placement(placement, prm_model, prm_ref_model),
@@ -116,7 +135,10 @@ class PRIMETrainer(GRPOTrainer):
             max_grad_norm=args.prm_max_grad_norm,
             micro_batch_size=args.prm_micro_batch_size or args.per_device_train_batch_size,
             num_mini_batches=args.prm_num_mini_batches,
+            loss_type=args.prm_loss_type,
+            num_generations=self.num_generations,
         )
+        self.value = self._build_value_model(value_placement, value_model) if value_placement else None
 
     @property
     def prm_in_use(self) -> bool:
@@ -146,43 +168,74 @@ class PRIMETrainer(GRPOTrainer):
             prm_model.gradient_checkpointing_enable(
                 gradient_checkpointing_kwargs=self.args.gradient_checkpointing_kwargs or {"use_reentrant": False}
             )
-        prm_model, prm_ref_model = prm_model.to(device).train(), prm_ref_model.to(device)
+        prm_model = prm_model.to(device).train()
+        prm_ref_model = prm_ref_model.to(device) if prm_ref_model is not None else None
         if _is_data_parallel(self.accelerator):
             # DDP, like the policy: gradients all-reduced in buckets overlapping the backward. Under DeepSpeed or
-            # FSDP the accelerator's single engine belongs to the policy (TRL_NOTES §4.3); the PRM stays replicated.
+            # FSDP the accelerator's one engine is the policy's (a second would take over its backward), so the PRM
+            # stays replicated there.
             prm_model = self.accelerator.prepare_model(prm_model)
         return PLACEMENTS["separate"](prm_model, prm_ref_model)
 
+    def _build_value_model(self, placement: str, value_model) -> ValueModel:
+        """PPO's value model: an adapter of the policy's PEFT model, or the separate copy, with its own optimizer."""
+        _check_value_model_unsharded(self.accelerator)
+        if placement == "adapter":
+            # Added after the parent's __init__ like the PRM adapter: the policy optimizer and DDP never see it.
+            value_lora = copy.deepcopy(self.model.peft_config[self.model.active_adapter])
+            value_lora.inference_mode = False
+            self.model.add_adapter(VALUE_ADAPTER_NAME, value_lora)
+            located = VALUE_PLACEMENTS["adapter"](self.model, VALUE_ADAPTER_NAME)
+        else:
+            # fp32 master weights, as for the separate PRM; replicated, its gradients summed by ValueModel
+            located = VALUE_PLACEMENTS["separate"](value_model.float().to(self.accelerator.device).train())
+        return ValueModel(
+            located,
+            located.model.config.hidden_size,
+            self.accelerator,
+            learning_rate=self.args.value_learning_rate,
+            weight_decay=self.args.value_weight_decay,
+            max_grad_norm=self.args.value_max_grad_norm,
+            clip_range=self.args.value_clip_range,
+            micro_batch_size=self.args.prm_micro_batch_size or self.args.per_device_train_batch_size,
+        )
+
     # -- PRIME: rewards -------------------------------------------------------------------------------------
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
-        # Keep the gathered (B_global, num_reward_funcs) outcome rewards for PRIME's filter, labels and RLOO.
+        # GRPO computes the gathered (B_global, num_reward_funcs) rewards inside `_generate_and_score_completions`
+        # and returns none of them: hand them over to our override of that method, which passes them on.
         self._outcome_rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         return self._outcome_rewards_per_func
 
     def _generate_and_score_completions(self, inputs):
         output = super()._generate_and_score_completions(inputs)
+        rewards_per_func, self._outcome_rewards_per_func = self._outcome_rewards_per_func, None
         if not self.model.training:  # evaluation also comes through here: no PRM update, GRPO advantages
             return output
-        return self._apply_prime(output)
+        return self._apply_prime(output, rewards_per_func)
 
-    def _apply_prime(self, output: dict) -> dict:
-        """Replace GRPO's (B,) advantages by PRIME's per-token (B, T) advantages and update the PRM."""
+    def _apply_prime(self, output: dict, rewards_per_func: torch.Tensor) -> dict:
+        """Replace GRPO's (B,) advantages by PRIME's per-token (B, T) advantages and update the PRM.
+
+        `rewards_per_func`: (B_global, num_reward_funcs) rewards gathered across processes, NaN for None.
+        """
         G = self.num_generations
         completion_mask = output["completion_mask"]  # (B_local, T)
         num_local = completion_mask.size(0)
         local = slice(self.accelerator.process_index * num_local, (self.accelerator.process_index + 1) * num_local)
 
-        # 1. Outcome scores r_o, gathered (B_global,); NaN where every reward function returned None.
-        scores = _outcome_scores(self._outcome_rewards_per_func, self.reward_weights)
-        _check_outcome_range(scores, self.reward_func_names)
+        # 1. Outcome reward r_o (GRPO's weighted sum, any range) for the advantage; the PRM's label in [0, 1] by
+        # the `prm_label_funcs` rule. Both (B_global,), NaN where nothing scored the row.
+        outcome = outcome_scores(rewards_per_func, self.reward_weights)
+        labels = self.prm_label_rule(rewards_per_func, self.reward_weights)
 
-        # 2. Accuracy filter: keep whole groups whose mean outcome lies in [low, high] and that are all scorable.
-        scorable_groups = ~scores.view(-1, G).isnan().any(dim=1)  # (P_global,)
-        keep_groups = accuracy_filter(
-            scores.nan_to_num(0.0), G, self.args.accuracy_lower_bound, self.args.accuracy_upper_bound
-        ) & scorable_groups
+        # 2. Accuracy filter on the label (correctness, as the authors' `acc`): whole groups whose mean lies in
+        # [low, high]; a group with a row without a label is dropped (the outcome is NaN only where the label is).
+        keep_groups = accuracy_filter(labels, G, self.args.accuracy_lower_bound, self.args.accuracy_upper_bound)
         keep_rows = keep_groups.repeat_interleave(G)  # (B_global,)
-        labels = scores.nan_to_num(0.0)
+        label_mean = labels.nanmean()
+        # NaN rows sit in dropped groups, masked out of every loss; 0 keeps NaN out of the arithmetic.
+        outcome, labels = outcome.nan_to_num(0.0), labels.nan_to_num(0.0)
 
         # 3. Implicit PRM on this process's kept rows: reference pass, then score and/or update.
         loss_mask = completion_mask if "tool_mask" not in output else completion_mask * output["tool_mask"]
@@ -196,7 +249,7 @@ class PRIMETrainer(GRPOTrainer):
         if self.prm_in_use:
             kept_local = keep_rows[local].nonzero().squeeze(1)
             kept_batch = batch.rows(kept_local)
-            ref_logps = self.prm.ref_logps(kept_batch)
+            ref_logps = self._prm_reference_logps(kept_batch)
             process_rewards[kept_local], prm_metrics = self.prm.step(
                 self.args.prm_update, kept_batch, ref_logps, labels[local][kept_local]
             )
@@ -204,7 +257,7 @@ class PRIMETrainer(GRPOTrainer):
         # 4. Advantages over the global batch, so they do not depend on how rows are split across processes.
         loss_mask = loss_mask * keep_rows[local].unsqueeze(1)  # masked, never dropped: the buffer splits equal chunks
         rewards_g, mask_g = self._gather_padded(process_rewards), self._gather_padded(loss_mask.float())
-        advantages = self._token_advantages(rewards_g, labels, mask_g)
+        advantages = self._token_advantages(rewards_g, outcome, mask_g, batch)
         # GRPO's completions table keeps one advantage per row of the global batch (a deque of that length):
         # show PRIME's at the first completion token, the whitened return of the whole response.
         self._logs["advantages"].extend(advantages[:, 0].tolist())
@@ -215,27 +268,39 @@ class PRIMETrainer(GRPOTrainer):
         output["num_items_in_batch"] = self.accelerator.gather(loss_mask.sum()).sum()
 
         self._log_prime_metrics(prm_metrics, rewards_g, labels, mask_g, keep_rows, keep_groups)
+        self._metrics["train"]["prm/label_mean"].append(label_mean.item())
         return output
 
-    def _token_advantages(self, process_rewards, scores, mask):
-        """(B_global, T) advantages: normalise process rewards, RLOO returns of both sources, whiten."""
+    def _prm_reference_logps(self, batch: CompletionBatch) -> torch.Tensor:
+        """(N, T) log pi_ref of the kept rows under `prm_ref_type`: the frozen reference, or the policy itself."""
+        return self.prm.reference_logps(self.args.prm_ref_type, self.model, batch)
+
+    def _token_advantages(self, process_rewards, scores, mask, batch: CompletionBatch | None = None):
+        """(B_global, T) advantages: preprocess process rewards, then the configured estimator (`ADVANTAGE_ESTIMATORS`).
+
+        With a value model ("ppo"), `batch` (this process's rows) gets V(s_t) for GAE and the value update."""
         args = self.args
-        process_rewards = CREDIT_ASSIGNMENT[args.process_credit_assignment](
-            process_rewards, mask, args.min_form_temperature
+        process_rewards = preprocess_process_rewards(
+            process_rewards, mask, args.process_credit_assignment, args.process_reward_norm, args.min_form_temperature
         )
-        if args.process_reward_norm == "batch_norm":
-            process_rewards = normalize_process_rewards(process_rewards, mask)
-        returns = rloo_returns(
-            process_rewards,
-            scores,
-            mask,
-            self.num_generations,
-            process_coef=args.process_reward_coef,
-            outcome_coef=args.outcome_reward_coef,
-            gamma_process=args.gamma_process,
-            gamma_outcome=args.gamma_outcome,
+        values_local = self.value.predict(batch) if self.value is not None else None  # (B_local, T_local)
+        values = self._gather_padded(values_local) if values_local is not None else None  # (B_global, T)
+        estimate = ADVANTAGE_ESTIMATORS[args.advantage_estimator](
+            EstimatorInputs(process_rewards, scores, mask, self.num_generations, values), args
         )
-        return masked_whiten(returns, mask) * mask
+        if self.value is not None:
+            self._update_value_model(batch, values_local, estimate.value_targets, mask)
+        return estimate.advantages
+
+    def _update_value_model(self, batch: CompletionBatch, old_values, value_targets, mask) -> None:
+        """Fit V to this batch's GAE returns (the value loss of PPO), on this process's rows; log it."""
+        num_local, num_completion = batch.completion_mask.shape
+        local = slice(self.accelerator.process_index * num_local, (self.accelerator.process_index + 1) * num_local)
+        metrics = self.value.update(
+            batch, old_values, value_targets[local, :num_completion], mask[local, :num_completion]
+        )
+        for name, value in metrics.items():
+            self._metrics["train"][f"value/{name}"].append(value)
 
     def _gather_padded(self, tensor: torch.Tensor) -> torch.Tensor:
         """(B_local, T_local) -> (B_global, T_max): completions have different lengths on each process."""
@@ -269,16 +334,31 @@ class PRIMETrainer(GRPOTrainer):
             self.accelerator.unwrap_model(self.prm.model).save_pretrained(prm_dir)
             if self.processing_class is not None:
                 self.processing_class.save_pretrained(prm_dir)
+        self._save_value_model(output_dir)
+
+    def _save_value_model(self, output_dir: str) -> None:
+        """PPO's value model into `<output_dir>/value` (the adapter itself is written by the policy's PEFT save)."""
+        if self.value is not None and self.args.should_save:
+            self.value.save(os.path.join(output_dir, VALUE_DIR))
+
+    def _save_optimizer_and_scheduler(self, output_dir):
+        """The parent's, plus the value model's optimizer (the PRM's is saved with the generation state)."""
+        super()._save_optimizer_and_scheduler(output_dir)
+        if self.value is not None and self.args.should_save:
+            torch.save(self.value.state_dict(), os.path.join(output_dir, VALUE_STATE_FILE))
 
     def _save_checkpoint(self, model, trial):
-        """GRPO's checkpoint plus the PRM's optimizer and GRPO's generation buffer, published atomically."""
+        """GRPO's checkpoint plus the PRM's optimizer and GRPO's generation buffer, published atomically.
+
+        Every rank takes the same steps (the paths it records are the same); rank 0 writes shared files and
+        publishes, the others wait at the barriers."""
         run_dir = self._get_output_dir(trial=trial)
         name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
         staging_root = os.path.join(run_dir, STAGING_DIR)
+        staged = os.path.join(staging_root, name)
         self._checkpoint_root = staging_root  # the parent writes into <run_dir>/.staging/checkpoint-N
         try:
             super()._save_checkpoint(model, trial)
-            staged = os.path.join(staging_root, name)
             os.makedirs(staged, exist_ok=True)
             if not self.args.save_only_model:
                 save_generation_state(staged, self.accelerator.process_index, self._step, self._buffered_inputs)
@@ -286,6 +366,10 @@ class PRIMETrainer(GRPOTrainer):
                     torch.save(self.prm.state_dict(), os.path.join(staged, PRM_STATE_FILE))
         finally:
             self._checkpoint_root = None
+        # The parent recorded the best checkpoint under the staging folder: record, and save, where it is published.
+        self.state.best_model_checkpoint = published_path(self.state.best_model_checkpoint, staging_root, run_dir)
+        if self.args.should_save:
+            self.state.save_to_json(os.path.join(staged, TRAINER_STATE_NAME))
         self.accelerator.wait_for_everyone()
         if self.args.should_save:
             publish(staged, os.path.join(run_dir, name))
@@ -302,6 +386,11 @@ class PRIMETrainer(GRPOTrainer):
     def _get_output_dir(self, trial) -> str:
         return getattr(self, "_checkpoint_root", None) or super()._get_output_dir(trial)
 
+    def _load_best_model(self) -> None:
+        """`load_best_model_at_end`: the policy as the Trainer loads it, and the PRM saved beside it."""
+        super()._load_best_model()
+        self._load_prm_weights(os.path.join(self.state.best_model_checkpoint, PRM_DIR))
+
     def _load_optimizer_and_scheduler(self, checkpoint):
         """Resume: the parent's optimizer and scheduler, then the PRM and the unspent generation batch."""
         super()._load_optimizer_and_scheduler(checkpoint)
@@ -311,9 +400,17 @@ class PRIMETrainer(GRPOTrainer):
         state_path = os.path.join(checkpoint, PRM_STATE_FILE)
         if os.path.exists(state_path):
             self.prm.load_state_dict(torch.load(state_path, map_location=self.accelerator.device, weights_only=True))
+        self._load_value_model(checkpoint)
         generation = load_generation_state(checkpoint, self.accelerator.process_index, self.accelerator.device)
         if generation is not None:
             self._step, self._buffered_inputs = generation
+
+    def _load_value_model(self, checkpoint: str) -> None:
+        if self.value is None:
+            return
+        self.value.load(os.path.join(checkpoint, VALUE_DIR))
+        state = torch.load(os.path.join(checkpoint, VALUE_STATE_FILE), map_location=self.accelerator.device)
+        self.value.load_state_dict(state)
 
     def _load_prm_weights(self, prm_dir: str) -> None:
         if not os.path.isdir(prm_dir):
@@ -326,7 +423,8 @@ class PRIMETrainer(GRPOTrainer):
         else:
             from safetensors.torch import load_file
 
-            state = load_file(os.path.join(prm_dir, "model.safetensors"), device=str(self.accelerator.device))
+            # On the CPU: load_state_dict copies onto the parameters' device (and safetensors refuses "cpu:0").
+            state = load_file(os.path.join(prm_dir, "model.safetensors"), device="cpu")
             self.accelerator.unwrap_model(self.prm.model).load_state_dict(state, strict=False)
 
 
@@ -354,6 +452,18 @@ def _check_adapter_prm_unsharded(accelerator) -> None:
             f"prm_placement='adapter' does not work under {'DeepSpeed ZeRO-3' if zero3 else 'FSDP'}, which shards "
             "the PRM adapter with the policy's base model. Use prm_placement='separate' (a replicated full PRM), "
             "or DDP / DeepSpeed ZeRO-2 for the adapter placement."
+        )
+
+
+def _check_value_model_unsharded(accelerator) -> None:
+    """The value model is replicated and stepped by its own optimizer, like the adapter PRM: ZeRO-3 and FSDP shard
+    the policy's base (and any adapter on it) for the policy's engine alone, so PPO is refused there."""
+    kind, plugin = accelerator.distributed_type.name, accelerator.state.deepspeed_plugin
+    zero3 = kind == "DEEPSPEED" and plugin is not None and plugin.zero_stage == 3
+    if kind == "FSDP" or zero3:
+        raise ValueError(
+            f"advantage_estimator='ppo' does not work under {'DeepSpeed ZeRO-3' if zero3 else 'FSDP'}: its value "
+            "model is replicated with an optimizer of its own. Use DDP or DeepSpeed ZeRO-2."
         )
 
 
@@ -388,29 +498,34 @@ def _separate_prm_models(model, args: PRIMEConfig, prm_model, prm_ref_model, qua
             "A quantized PRM cannot be trained as a full model. Use peft_config with prm_placement='adapter' "
             "(QLoRA: policy and PRM are adapters on the shared 4-bit base)."
         )
-    init_kwargs = dict(args.model_init_kwargs or {})
-    init_kwargs["device_map"] = None  # placed on the accelerator's device by the trainer
-
-    def load(source):
-        if isinstance(source, str):
-            with _whole_weights():
-                return create_model_from_path(source, **init_kwargs)
-        if hasattr(source, "peft_config"):
-            raise ValueError("For a PeftModel policy use prm_placement='adapter', or pass prm_model explicitly.")
-        if any(hasattr(p, "ds_id") for p in source.parameters()):
-            raise ValueError(
-                "The model instance was built partitioned by DeepSpeed ZeRO-3 (zero.Init), so a full-weight PRM "
-                "cannot be copied from it. Pass the policy as a path or hub id (the PRM is then loaded whole), "
-                "or pass prm_model and prm_ref_model loaded outside ZeRO-3."
-            )
-        return copy.deepcopy(source)
-
     if prm_model is None:
-        prm_model = load(args.prm_model_name_or_path or model)
+        prm_model = _whole_copy(args.prm_model_name_or_path or model, args)
+    if args.prm_ref_type == "policy":
+        if prm_ref_model is not None:
+            raise ValueError("prm_ref_type='policy' takes the policy as the PRM's reference; do not pass prm_ref_model.")
+        return prm_model, None  # the policy's log-probs are the reference: no model to hold
     if prm_ref_model is None:
         source = args.prm_ref_model_name_or_path
-        prm_ref_model = load(source) if source else copy.deepcopy(prm_model)
+        prm_ref_model = _whole_copy(source, args) if source else copy.deepcopy(prm_model)
     return prm_model, prm_ref_model
+
+
+def _whole_copy(source, args: PRIMEConfig) -> torch.nn.Module:
+    """A full, unpartitioned model loaded from a path or copied from an instance (the separate PRM, value model)."""
+    if isinstance(source, str):
+        init_kwargs = dict(args.model_init_kwargs or {})
+        init_kwargs["device_map"] = None  # placed on the accelerator's device by the trainer
+        with _whole_weights():
+            return create_model_from_path(source, **init_kwargs)
+    if hasattr(source, "peft_config"):
+        raise ValueError("For a PeftModel policy use prm_placement='adapter', or pass prm_model explicitly.")
+    if any(hasattr(p, "ds_id") for p in source.parameters()):
+        raise ValueError(
+            "The model instance was built partitioned by DeepSpeed ZeRO-3 (zero.Init), so a full-weight PRM "
+            "cannot be copied from it. Pass the policy as a path or hub id (the PRM is then loaded whole), "
+            "or pass prm_model and prm_ref_model loaded outside ZeRO-3."
+        )
+    return copy.deepcopy(source)
 
 
 @contextmanager
@@ -432,19 +547,3 @@ def _whole_weights():
             del os.environ["FSDP_CPU_RAM_EFFICIENT_LOADING"]
         else:
             os.environ["FSDP_CPU_RAM_EFFICIENT_LOADING"] = saved_env
-
-
-def _outcome_scores(rewards_per_func: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """(B, F) rewards -> (B,) weighted sum; NaN where every reward function returned None (unscorable)."""
-    scores = (rewards_per_func * weights.to(rewards_per_func.device).unsqueeze(0)).nansum(dim=1)
-    return scores.masked_fill(rewards_per_func.isnan().all(dim=1), float("nan"))
-
-
-def _check_outcome_range(scores: torch.Tensor, reward_func_names: list[str]) -> None:
-    bad = (scores < 0) | (scores > 1)
-    if bad.any():
-        row = int(bad.nonzero()[0])
-        raise ValueError(
-            f"PRIME needs outcome rewards in [0, 1] (they are the PRM's cross-entropy labels), but row {row} scored "
-            f"{scores[row].item():.4g} from reward functions {reward_func_names} (weighted by reward_weights)."
-        )

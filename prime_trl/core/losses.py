@@ -99,3 +99,86 @@ def ppo_clip_loss(
             "approx_kl": (ratio - 1 - log_ratio).sum() / num_tokens,
         }
     return loss, metrics
+
+
+def prm_dpo_loss(
+    prm_logps: torch.Tensor,
+    ref_logps: torch.Tensor,
+    mask: torch.Tensor,
+    labels: torch.Tensor,
+    beta: float,
+    group_rewards: torch.Tensor,
+    group_labels: torch.Tensor,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """Pairwise DPO loss of the implicit PRM (veRL's `compute_detach_dpo_loss_rm`, paper App. C.2).
+
+    Each row is compared with the mean detached reward of the other rows of its group on the other side of it:
+        other_i = mean{ r_phi(y^j) : r_o^j < r_o^i }  if r_o^i > 0,  else  mean{ r_phi(y^j) : r_o^j > r_o^i },
+        L_i = -log sigmoid( s_i * (r_phi(y^i) - other_i) ),  s_i = +1 if r_o^i > 0 else -1,
+    with other_i = 0 when that set is empty, r_phi(y^i) = beta * sum_t log[pi_phi / pi_ref] carrying the gradient
+    and the group's rewards r_phi(y^j) detached (computed before the update, as veRL broadcasts them).
+
+    Args:
+        prm_logps (torch.Tensor): log pi_phi(y_t | y_<t), shape (B, T); carries the gradient.
+        ref_logps (torch.Tensor): log pi_ref(y_t | y_<t), shape (B, T).
+        mask (torch.Tensor): 1 on completion tokens, 0 on padding, shape (B, T).
+        labels (torch.Tensor): outcome r_o^i in [0, 1], shape (B,).
+        beta (float): the PRM's KL scale beta.
+        group_rewards (torch.Tensor): detached r_phi(y^j) of the G rows of row i's group, shape (B, G).
+        group_labels (torch.Tensor): r_o^j of those rows, shape (B, G).
+        reduction (str): "mean" over non-empty rows, "sum", or "none" for per-row losses (B,).
+
+    Returns:
+        torch.Tensor: a scalar, or shape (B,) with reduction="none"; 0 for an empty row.
+    """
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction must be one of {sorted(_REDUCTIONS)}, got {reduction!r}")
+    row_valid = mask.bool().any(-1)  # (B,)
+    rewards = sequence_implicit_rewards(prm_logps, ref_logps, mask, beta)  # (B,)
+    labels = torch.where(row_valid, labels.to(rewards.dtype), torch.zeros_like(rewards)).unsqueeze(-1)  # (B, 1)
+    positive = labels > 0  # (B, 1)
+    group_labels = group_labels.to(rewards.dtype)
+    # the other side: lower outcomes for a row with r_o > 0, higher ones for a row with r_o = 0
+    other_side = torch.where(positive, group_labels < labels, group_labels > labels)  # (B, G)
+    count = other_side.sum(-1)
+    other = torch.where(other_side, group_rewards.detach().to(rewards.dtype), 0.0).sum(-1) / count.clamp(min=1)
+    sign = torch.where(positive.squeeze(-1), 1.0, -1.0)
+    # L_i = -log sigmoid(s_i * (r_phi(y^i) - other_i))
+    per_row = -F.logsigmoid(sign * (rewards - other))
+    per_row = torch.where(row_valid, per_row, torch.zeros_like(per_row))
+    return _REDUCTIONS[reduction](per_row, row_valid.sum())
+
+
+def clipped_value_loss(
+    values: torch.Tensor,
+    old_values: torch.Tensor,
+    returns: torch.Tensor,
+    mask: torch.Tensor,
+    clip_range: float = 0.2,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """PPO's clipped value loss (Schulman et al. 2017; veRL's `compute_value_loss`), over valid tokens.
+
+    V_clip = V_old + clip(V - V_old, -c, c);  L_t = 0.5 * max((V - R)^2, (V_clip - R)^2).
+
+    Args:
+        values (torch.Tensor): V(s_t) of the value model being trained, shape (B, T); carries the gradient.
+        old_values (torch.Tensor): V_old(s_t) at rollout time, shape (B, T).
+        returns (torch.Tensor): value targets R_t (GAE returns), shape (B, T).
+        mask (torch.Tensor): 1 on completion tokens, 0 on padding, shape (B, T).
+        clip_range (float): c > 0.
+        reduction (str): "mean" over valid tokens (0 if none) or "sum" over them.
+
+    Returns:
+        torch.Tensor: a scalar.
+    """
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+    mask = mask.bool()
+    # V_clip = V_old + clip(V - V_old, -c, c)
+    clipped = old_values + torch.clamp(values - old_values, -clip_range, clip_range)
+    # L_t = 0.5 * max((V - R)^2, (V_clip - R)^2)
+    per_token = 0.5 * torch.maximum((values - returns).pow(2), (clipped - returns).pow(2))  # (B, T)
+    total = masked_fill_zero(per_token, mask).sum()
+    return total / mask.sum().clamp(min=1) if reduction == "mean" else total

@@ -3,7 +3,8 @@
 Summing dense process rewards lets a policy farm many small positive rewards (reward hacking).
 PURE instead values a state by the worst process reward still ahead: V(s_t) = min_{s>=t} r_s.
 Its code (CJReinforce/PURE, `turn_process_reward_logits_to_reward`) approximates this with a
-softmax re-weighting of the rewards followed by the usual sum-form return.
+softmax re-weighting of the rewards followed by the usual sum-form return, which is what PRIME runs
+(`process_credit_assignment="min_form"`); the exact minimum is the test suite's oracle for it.
 
 `mask` marks the positions that carry a process reward: every completion token for PRIME's
 token-level rewards, or only the step-end tokens for a step-level PRM as in PURE.
@@ -12,25 +13,6 @@ token-level rewards, or only the step-end tokens for a step-level PRM as in PURE
 import torch
 
 from prime_trl.core._masked import masked_fill_zero
-
-
-def min_form_returns(process_rewards: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Exact min-form value: G_t = min_{s>=t, mask_s=1} r_s (PURE §3, the min-form credit assignment).
-
-    Args:
-        process_rewards (torch.Tensor): r_t, shape (B, T).
-        mask (torch.Tensor): 1 where a process reward lives, 0 elsewhere, shape (B, T).
-
-    Returns:
-        torch.Tensor: G_t, shape (B, T). 0 where mask is 0; positions between rewards are not
-        given a value (use a mask that covers them to spread the value over every token).
-    """
-    mask = mask.bool()
-    # +inf outside the mask so that padding never becomes the minimum
-    filled = torch.where(mask, process_rewards, torch.full_like(process_rewards, float("inf")))
-    # G_t = min_{s>=t} r_s, a reverse cumulative minimum
-    suffix_min = filled.flip(-1).cummin(-1).values.flip(-1)  # (B, T)
-    return masked_fill_zero(suffix_min, mask)
 
 
 def min_form_rewards(process_rewards: torch.Tensor, mask: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:

@@ -23,7 +23,7 @@ from prime_trl.evaluation.accuracy import (
     problem_metrics,
     score_is_correct,
 )
-from prime_trl.evaluation.jsonl import read_jsonl, write_jsonl
+from prime_trl.evaluation.jsonl import read_jsonl, write_jsonl, write_report
 from prime_trl.evaluation.loading import PRIME_COLUMNS, load_accuracy_metric, load_rows
 from prime_trl.evaluation.rerank import STEP_AGGREGATIONS, aggregate_steps, best_of_n_index, rerank_problem_metrics
 from prime_trl.evaluation.tables import format_table
@@ -61,4 +61,5 @@ __all__ = [
     "resolve_backend",
     "verify",
     "write_jsonl",
+    "write_report",
 ]

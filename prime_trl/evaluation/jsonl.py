@@ -1,8 +1,10 @@
-"""Records as JSON lines: the samples files that `prime-trl eval`, `rerank` and `visualize` write and read."""
+"""The files `prime-trl eval` and `rerank` write (a JSON report and the samples as JSON lines), which `rerank` and
+`visualize` read back."""
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 
 
@@ -15,3 +17,14 @@ def write_jsonl(path: str, records: Sequence[dict]) -> None:
 def read_jsonl(path: str) -> list[dict]:
     with open(path) as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+def write_report(output_dir: str, report_name: str, report: dict, samples_name: str, records: Sequence[dict]) -> str:
+    """`<output_dir>/<report_name>` (indented JSON) and `<output_dir>/<samples_name>` (JSON lines); returns the
+    report's path."""
+    os.makedirs(output_dir, exist_ok=True)
+    path = os.path.join(output_dir, report_name)
+    with open(path, "w") as f:
+        json.dump(report, f, indent=2)
+    write_jsonl(os.path.join(output_dir, samples_name), records)
+    return path

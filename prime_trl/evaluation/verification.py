@@ -37,6 +37,12 @@ def verify(rows: Sequence[dict], completions: Sequence[Sequence[str]]) -> list[l
         gts += [row["ground_truth"]] * len(samples)
         abilities += [row["ability"]] * len(samples)
     scores = outcome_reward(flat, gts, abilities) if flat else []
+    unscored = [j for j, s in enumerate(scores) if s is None]
+    if unscored:  # the verifier could not run them (e.g. its sandbox broke mid-run): no accuracy would be honest
+        raise RuntimeError(
+            f"{len(unscored)} of {len(scores)} completions could not be verified (first: completion {unscored[0]}); "
+            "the verifier logged why. Fix the verifier and rerun the evaluation."
+        )
     out, i = [], 0
     for samples in completions:
         out.append([float(s) for s in scores[i:i + len(samples)]])

@@ -3,16 +3,17 @@
 Generates with HF generate (vLLM when installed and a GPU is visible), verifies with the training verifiers,
 prints a table and writes `<output-dir>/eval.json` (metrics and settings) and `<output-dir>/samples.jsonl` (each
 problem's completions, scores and extracted answers; `prime-trl rerank --samples` and `prime-trl visualize
---samples` read it). One sample is greedy decoding, as the paper evaluates (PRIME_SPEC §7).
+--samples` read it). One sample is greedy decoding, as the authors' eval scripts decode (temperature 0).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import sys
+
+from prime_trl.generation import GENERATORS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-rows", type=int, default=None, help="evaluate only the first N problems")
     p.add_argument("--pass-k", type=int, nargs="*", default=None,
                    help="k of pass@k (default 1, 2, 4, ..., num-samples)")
-    p.add_argument("--backend", default="auto", choices=["auto", "hf", "vllm"])
+    p.add_argument("--backend", default="auto", choices=["auto", *GENERATORS])
     p.add_argument("--no-suffix", action="store_true", help="do not append the paper's math/code user suffix")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output-dir", default="eval-output")
@@ -48,15 +49,16 @@ def check_model_path(parser: argparse.ArgumentParser, path: str, flag: str) -> N
         parser.error(f"{flag} {path!r}: no such directory")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def sample_dataset(parser: argparse.ArgumentParser, args, num_samples: int, temperature: float,
+                   count_flag: str) -> tuple[list[dict], list[list[str]]]:
+    """The rows of --dataset and `num_samples` completions of --model for each (eval and rerank).
+
+    A missing model or dataset, or greedy decoding asked for several samples (`count_flag` > 1), ends in
+    `parser.error`.
+    """
     check_model_path(parser, args.model, "--model")
-    if args.num_samples < 1:
-        parser.error("--num-samples must be >= 1")
-    temperature = args.temperature if args.temperature is not None else (0.0 if args.num_samples == 1 else 1.0)
-    if temperature <= 0 and args.num_samples > 1:
-        parser.error("greedy decoding gives identical samples: use --temperature > 0 with --num-samples > 1")
+    if temperature <= 0 and num_samples > 1:
+        parser.error(f"greedy decoding gives identical samples: use --temperature > 0 with {count_flag} > 1")
     from prime_trl import evaluation
 
     try:
@@ -64,10 +66,22 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as err:
         parser.error(str(err))
     completions = evaluation.generate(
-        args.model, [r["prompt"] for r in rows], num_samples=args.num_samples, temperature=temperature,
+        args.model, [r["prompt"] for r in rows], num_samples=num_samples, temperature=temperature,
         top_p=args.top_p, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, seed=args.seed,
         backend=args.backend, progress=not args.quiet,
     )
+    return rows, completions
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.num_samples < 1:
+        parser.error("--num-samples must be >= 1")
+    temperature = args.temperature if args.temperature is not None else (0.0 if args.num_samples == 1 else 1.0)
+    rows, completions = sample_dataset(parser, args, args.num_samples, temperature, "--num-samples")
+    from prime_trl import evaluation
+
     table, records = evaluation.evaluate_completions(rows, completions, args.pass_k)
     decoding = "greedy" if temperature <= 0 else f"sampling (temperature={temperature}, top_p={args.top_p})"
     report = {
@@ -76,13 +90,10 @@ def main(argv: list[str] | None = None) -> int:
         "backend": evaluation.resolve_backend(args.backend),
         "seed": args.seed, "metrics": table,
     }
-    os.makedirs(args.output_dir, exist_ok=True)
-    with open(os.path.join(args.output_dir, "eval.json"), "w") as f:
-        json.dump(report, f, indent=2)
-    evaluation.write_jsonl(os.path.join(args.output_dir, "samples.jsonl"), records)
+    path = evaluation.write_report(args.output_dir, "eval.json", report, "samples.jsonl", records)
     print(evaluation.format_table(table, f"{args.model} on {args.dataset}: {len(rows)} problems, "
                                          f"{args.num_samples} sample(s), {decoding}"))
-    print(f"wrote {os.path.join(args.output_dir, 'eval.json')} and samples.jsonl", file=sys.stderr)
+    print(f"wrote {path} and samples.jsonl", file=sys.stderr)
     return 0
 
 

@@ -11,11 +11,11 @@ the accuracy of best-of-N under each aggregation, of majority vote over the extr
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
-from prime_trl.scripts.evaluate import check_model_path
+from prime_trl.generation import GENERATORS
+from prime_trl.scripts.evaluate import check_model_path, sample_dataset
 
 
 def add_prm_arguments(p: argparse.ArgumentParser) -> None:
@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--aggregation", nargs="+", default=list(STEP_AGGREGATIONS), choices=list(STEP_AGGREGATIONS),
                    help="how step rewards become a candidate's score (default: all)")
     p.add_argument("--batch-size", type=int, default=8, help="rows per forward/generate call")
-    p.add_argument("--backend", default="auto", choices=["auto", "hf", "vllm"])
+    p.add_argument("--backend", default="auto", choices=["auto", *GENERATORS])
     p.add_argument("--no-suffix", action="store_true")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output-dir", default="rerank-output")
@@ -89,19 +89,7 @@ def candidates_from_args(parser, args) -> tuple[list[dict], list[list[str]]]:
         return records, [r["completions"] for r in records]
     if not args.model:
         parser.error("--dataset needs --model to sample candidates")
-    check_model_path(parser, args.model, "--model")
-    if args.temperature <= 0 and args.num_candidates > 1:
-        parser.error("greedy decoding gives identical candidates: use --temperature > 0")
-    try:
-        rows = evaluation.load_rows(args.dataset, args.max_rows, add_suffix=not args.no_suffix)
-    except FileNotFoundError as err:
-        parser.error(str(err))
-    completions = evaluation.generate(
-        args.model, [r["prompt"] for r in rows], num_samples=args.num_candidates, temperature=args.temperature,
-        top_p=args.top_p, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, seed=args.seed,
-        backend=args.backend, progress=not args.quiet,
-    )
-    return rows, completions
+    return sample_dataset(parser, args, args.num_candidates, args.temperature, "--num-candidates")
 
 
 def rerank(prm, rows: list[dict], completions: list[list[str]], aggregations, batch_size: int = 8,
@@ -137,12 +125,9 @@ def main(argv: list[str] | None = None) -> int:
               "source": args.samples or {"model": args.model, "dataset": args.dataset,
                                          "temperature": args.temperature, "seed": args.seed},
               "aggregations": args.aggregation, "metrics": table}
-    os.makedirs(args.output_dir, exist_ok=True)
-    with open(os.path.join(args.output_dir, "rerank.json"), "w") as f:
-        json.dump(report, f, indent=2)
-    evaluation.write_jsonl(os.path.join(args.output_dir, "rerank_samples.jsonl"), records)
+    path = evaluation.write_report(args.output_dir, "rerank.json", report, "rerank_samples.jsonl", records)
     print(evaluation.format_table(table, f"best-of-{n} accuracy, {len(rows)} problems (random = expected value)"))
-    print(f"wrote {os.path.join(args.output_dir, 'rerank.json')}", file=sys.stderr)
+    print(f"wrote {path}", file=sys.stderr)
     return 0
 
 

@@ -27,10 +27,11 @@ from dataclasses import dataclass, field
 from trl import ModelConfig, ScriptArguments, TrlParser
 
 from prime_trl.config import PRIMEConfig
+from prime_trl.data import FILE_BUILDERS, SCHEMAS
 
 PROG = "prime-trl train"
-SCHEMA_CHOICES = ("auto", "eurus", "gsm8k", "math")  # prime_trl.data.SCHEMAS plus "auto"
-LOCAL_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv")  # what prime_trl.data loads as a single file
+SCHEMA_CHOICES = ("auto", *SCHEMAS)
+LOCAL_SUFFIXES = tuple(FILE_BUILDERS)  # what prime_trl.data loads as a single file
 
 
 class ConfigError(Exception):

@@ -35,7 +35,6 @@ CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
 MS_NOSUID, MS_NODEV, MS_BIND, MS_REC, MS_PRIVATE = 2, 4, 4096, 16384, 1 << 18
-MNT_DETACH = 2
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 1, 4, 36, 38
 SYS_MOUNT_SETATTR = 442  # same number on x86_64 and aarch64 (syscalls added after 5.x are unified)
 AT_FDCWD, AT_RECURSIVE, MOUNT_ATTR_RDONLY = -100, 0x8000, 0x1
@@ -76,55 +75,71 @@ def _write_id_maps(uid, gid):
         f.write(f"{gid} {gid} 1")
 
 
-def _readonly_everything():
-    """Make every mount read-only in this mount namespace; returns a warning or None."""
+def _set_readonly(path):
+    """Make every mount at or below `path` read-only; returns a warning or None."""
 
     class MountAttr(ctypes.Structure):
         _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
                     ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
 
     attr = MountAttr(MOUNT_ATTR_RDONLY, 0, 0, 0)
-    ret = _libc.syscall(SYS_MOUNT_SETATTR, AT_FDCWD, b"/", AT_RECURSIVE, ctypes.byref(attr),
+    ret = _libc.syscall(SYS_MOUNT_SETATTR, AT_FDCWD, path.encode(), AT_RECURSIVE, ctypes.byref(attr),
                         ctypes.sizeof(attr))
     if ret == 0:
         return None
-    return f"mount_setattr failed ({os.strerror(ctypes.get_errno())}): filesystem stays writable"
+    return f"mount_setattr failed ({os.strerror(ctypes.get_errno())}): {path} stays writable"
+
+
+def _under(path, top):
+    return path == top or path.startswith(top.rstrip("/") + "/")
+
+
+def _bind_back(keep, covers):
+    """Bind each kept dir that one of `covers` hides back at its own path; returns the paths bound.
+
+    keep: path -> O_PATH fd taken before the covers were mounted. Binding `/proc/self/fd/N` reaches
+    the directory even when no path does any more (a venv under /tmp, an install in a hidden home).
+    """
+    bound = []
+    for path, fd in sorted(keep.items()):
+        if any(_under(path, c) for c in covers) and not any(_under(path, b) for b in bound):
+            os.makedirs(path, exist_ok=True)  # inside the cover's tmpfs, never on a host filesystem
+            _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
+            bound.append(path)
+    return bound
 
 
 def _prepare_mounts(job, uid, gid):
-    """Private mounts: hide `hide` dirs (keeping `expose` dirs inside them), read-only rest, fresh /tmp."""
+    """Private mounts: empty tmpfs over the `hide` dirs, the rest read-only, a fresh /tmp and /dev/shm,
+    and every `expose` dir (the Python install) bound back, read-only, wherever a cover hid it."""
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
-    # Stage the dirs to keep (the Python install) before covering their hidden ancestors.
-    _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0700")
-    staged = []
-    for k, path in enumerate(job["expose"]):
-        stage = f"/tmp/{k}"
-        os.mkdir(stage)
-        _mount(path, stage, None, MS_BIND | MS_REC)
-        staged.append((stage, path))
+    os.umask(0o022)  # mount points made below must be traversable by the sandbox uid
+    keep = {path: os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) for path in job["expose"]}
     for hidden in job["hide"]:
         _mount("tmpfs", hidden, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
-    for stage, path in staged:
-        if any(path == h or path.startswith(h.rstrip("/") + "/") for h in job["hide"]):
-            os.makedirs(path, exist_ok=True)
-            _mount(stage, path, None, MS_BIND | MS_REC)
-    for stage, _ in staged:
-        _libc.umount2(stage.encode(), MNT_DETACH)
-    _libc.umount2(b"/tmp", MNT_DETACH)
-    warning = _readonly_everything()
-    scratch_mb = job["limits"]["scratch_mb"]
-    opts = f"size={scratch_mb}m,mode=0700,uid={uid},gid={gid}"
-    _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, opts)
-    _mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, f"size=1m,mode=0700,uid={uid},gid={gid}")
+    _bind_back(keep, job["hide"])
+    warnings = [_set_readonly("/")]
+    scratch = {"/tmp": job["limits"]["scratch_mb"], "/dev/shm": 1}
+    for target, size_mb in scratch.items():
+        _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size_mb}m,mode=0700,uid={uid},gid={gid}")
+    warnings += [_set_readonly(path) for path in _bind_back(keep, list(scratch))]
+    for fd in keep.values():
+        os.close(fd)
     _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV)  # shows only this PID namespace
-    return warning
+    return "; ".join(w for w in warnings if w) or None
 
 
 def _exec_harness(job, job_fd):
     """Become the harness; it reads its job from `job_fd` (a pipe the launcher writes)."""
     os.dup2(job_fd, 0)
     python = job["python"]
-    os.execve(python, [python, "-I", "-c", job["child_source"], "harness"], job["env"])
+    # argv[0] is the interpreter as the verifier was started (a venv's bin/python): Python finds its
+    # pyvenv.cfg from argv[0], so the program sees the venv's packages even if the symlink chain from
+    # there to `python` (the resolved binary) runs through a hidden directory.
+    try:
+        os.execve(python, [job["argv0"], "-I", "-c", job["child_source"], "harness"], job["env"])
+    except OSError as e:
+        raise OSError(e.errno, f"exec {python} as uid {os.getuid()}: {e.strerror}") from None
 
 
 def _launch_namespaces(job, job_fd):
@@ -160,11 +175,12 @@ def _launch_namespaces(job, job_fd):
         _prctl(PR_SET_NO_NEW_PRIVS, 1)
         os.chdir("/tmp")
         _exec_harness(job, job_fd)  # execve as a non-zero uid drops all capabilities
-    except BaseException as e:  # noqa: BLE001 - report and die; the verifier scores 0
+    except BaseException as e:  # noqa: BLE001 - report and die; the verifier raises or scores None
         import traceback
 
         where = traceback.extract_tb(e.__traceback__)[-1]
-        _emit({"fatal": f"sandbox setup failed: {e!r} in {where.name} line {where.lineno}"})
+        _emit({"fatal": f"sandbox setup failed: {e!r} in {where.name} line {where.lineno}",
+               "stage": "setup", "errno": getattr(e, "errno", None)})
     os._exit(70)
 
 
@@ -192,7 +208,7 @@ def launch():
             isolation = "namespaces"
         except OSError as e:
             if job["isolation"] == "namespaces":
-                _emit({"fatal": f"namespaces unavailable: {e}"})
+                _emit({"fatal": f"namespaces unavailable: {e}", "stage": "unshare", "errno": e.errno})
                 os._exit(70)
             pid = _launch_process(job, job_r, f"namespaces unavailable ({e}); running WITHOUT isolation")
     os.close(job_r)

@@ -3,18 +3,24 @@
 r_o^code = #passed / #tests (PRIME paper §4.1). Tests are `{"inputs": [...], "outputs": [...]}`,
 either stdin/stdout text, or call-based with `"fn_name"` (inputs are argument lists, outputs the
 return values). The program runs in `sandbox.run_python`; outputs are compared here, outside the
-sandbox, so the program can neither see the expected outputs nor forge a verdict.
+sandbox, so the program can neither see the expected outputs nor forge a verdict. A completion the
+sandbox failed to run scores None, never 0.0: a broken sandbox is not a wrong answer.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
+import os
 import re
 from dataclasses import dataclass
 
-from .sandbox import RunResult, SandboxLimits, map_bounded, run_python
+from .sandbox import ISOLATIONS, RunResult, SandboxLimits, map_bounded, run_python
+from .sandbox_check import ISOLATION_ENV, check_sandbox
 from .text import completion_text
+
+logger = logging.getLogger(__name__)
 
 _FENCE = re.compile(r"```[ \t]*(?:python3?|py)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL | re.IGNORECASE)
 
@@ -126,25 +132,38 @@ def call_matches(actual_json: str, expected) -> bool:
 
 # ----------------------------------------------------------------------------- scoring
 
+# What one test run's status says about the program when the test did not pass.
+_FAILURE_OF_STATUS = {
+    "ok": "wrong_answer",  # ran to the end, printed the wrong thing
+    "timeout": "timeout",
+    "skipped": "timeout",  # the completion's total time ran out before this test
+    "error": "program_error",
+    "compile_error": "program_error",
+    "output_limit": "program_error",
+}
+# A completion's outcome: the first of these that applies (a program that times out on one test and
+# answers wrongly on another is a timeout). "sandbox_error" rows score None, the others a number.
+OUTCOMES = ("sandbox_error", "no_code", "timeout", "program_error", "wrong_answer", "passed")
+
 
 @dataclass
 class CodeScore:
-    score: float
+    score: float | None  # None: the sandbox failed, the program could not be run (not a wrong answer)
     passed: int
     total: int
-    sandbox_error: bool = False  # the sandbox died or hit its total deadline
-    timeouts: int = 0  # runs that hit the per-test deadline
+    outcome: str  # one of OUTCOMES
+    sandbox_error: str | None = None  # why the sandbox failed, if it did
 
 
-def score_program(source: str | None, tests: dict, limits: SandboxLimits, isolation: str = "auto",
+def score_program(source: str | None, tests: dict, limits: SandboxLimits, isolation: str = "namespaces",
                   max_tests: int | None = None) -> CodeScore:
     """Run one program on its tests; passed / total (total counts the tests that were run)."""
     inputs, outputs = tests["inputs"], tests["outputs"]
     if max_tests is not None:
         inputs, outputs = inputs[:max_tests], outputs[:max_tests]
     total = len(inputs)
-    if total == 0 or not source or not source.strip():
-        return CodeScore(0.0, 0, total)
+    if not source or not source.strip():
+        return CodeScore(0.0, 0, total, "no_code")
     fn_name = tests.get("fn_name")
     if fn_name:
         program = _CALL_DRIVER.format(source=source, fn_name=str(fn_name))
@@ -153,18 +172,31 @@ def score_program(source: str | None, tests: dict, limits: SandboxLimits, isolat
     else:
         program, stdins, match = source, [_as_text(x) for x in inputs], stdout_matches
     report = run_python(program, stdins, limits, isolation=isolation)
-    passed = sum(_run_passed(run, want, match) for run, want in zip(report.runs, outputs))
-    return CodeScore(
-        score=passed / total,
-        passed=passed,
-        total=total,
-        sandbox_error=report.sandbox_error is not None,
-        timeouts=sum(run.status == "timeout" for run in report.runs),
-    )
+    if report.sandbox_error is not None:
+        return CodeScore(None, 0, total, "sandbox_error", report.sandbox_error)
+    passes = [_run_passed(run, want, match) for run, want in zip(report.runs, outputs)]
+    failures = {_FAILURE_OF_STATUS.get(run.status, "program_error") for run, ok in zip(report.runs, passes) if not ok}
+    outcome = next((o for o in OUTCOMES if o in failures), "passed")
+    return CodeScore(sum(passes) / total, sum(passes), total, outcome)
 
 
 def _run_passed(run: RunResult, expected, match) -> bool:
     return run.status == "ok" and match(run.stdout, expected)
+
+
+def resolve_isolation(isolation: str | None) -> str:
+    """The argument, else $PRIME_TRL_SANDBOX_ISOLATION (the opt-in for command-line runs), else "namespaces"."""
+    value = isolation or os.environ.get(ISOLATION_ENV) or "namespaces"
+    if value not in ISOLATIONS:
+        where = "isolation" if isolation else ISOLATION_ENV
+        raise ValueError(f"{where} must be one of {ISOLATIONS}, got {value!r}")
+    return value
+
+
+def _check_tests(tests: dict, row: int) -> dict:
+    if not tests["inputs"]:
+        raise ValueError(f"row {row}: code ground_truth has no tests, so no completion can pass or fail")
+    return tests
 
 
 def make_code_reward(
@@ -176,34 +208,57 @@ def make_code_reward(
     output_bytes: int = 1 << 20,
     workers: int | None = None,
     max_tests: int | None = None,
-    isolation: str = "auto",
+    isolation: str | None = None,
 ):
     """A TRL reward function scoring code completions; the knobs bound each test and completion.
 
     workers: completions run at once (default: one per CPU core). max_tests: only the first
-    `max_tests` tests of each problem (None: all, as the paper's r_o). isolation: see `run_python`.
-    """
-    import os
+    `max_tests` tests of each problem (None: all, as the paper's r_o). isolation: see `run_python`;
+    None reads $PRIME_TRL_SANDBOX_ISOLATION at each call, default "namespaces". "process" is the
+    opt-in to run code without isolation (trusted data only).
 
+    The first call checks that the sandbox works here and raises `SandboxUnavailable` (cause and
+    fix) if not. Later, a completion whose sandbox fails scores None (unscorable: PRIMETrainer drops
+    its group), is counted and warned about; if every completion of a call fails so, the sandbox
+    is checked again and a failed check raises.
+    """
     limits = SandboxLimits(timeout_s=timeout_s, total_timeout_s=total_timeout_s, memory_mb=memory_mb,
                            max_procs=max_procs, file_size_mb=file_size_mb, output_bytes=output_bytes)
     n_workers = workers or os.cpu_count() or 1
+    sandbox_errors_total = [0]
 
-    def code_reward(completions, ground_truth, log_metric=None, **kwargs) -> list[float]:
+    def code_reward(completions, ground_truth, log_metric=None, **kwargs) -> list[float | None]:
         if len(ground_truth) != len(completions):
             raise ValueError(f"code_reward: {len(completions)} completions but {len(ground_truth)} ground_truth")
-        jobs = [(completion_text(c, row=i), parse_tests(gt, row=i)) for i, (c, gt) in
+        jobs = [(completion_text(c, row=i), _check_tests(parse_tests(gt, row=i), i)) for i, (c, gt) in
                 enumerate(zip(completions, ground_truth))]
+        mode = resolve_isolation(isolation)
+        check_sandbox(limits, mode)  # once per process: a broken sandbox stops the run here
         scores = map_bounded(
-            lambda job: score_program(extract_code(job[0]), job[1], limits, isolation, max_tests), jobs, n_workers
+            lambda job: score_program(extract_code(job[0]), job[1], limits, mode, max_tests), jobs, n_workers
         )
+        failed = [s for s in scores if s.outcome == "sandbox_error"]
+        if failed:
+            if len(failed) == sum(s.outcome != "no_code" for s in scores):
+                check_sandbox(limits, mode, force=True)  # nothing ran: is the sandbox itself broken?
+            sandbox_errors_total[0] += len(failed)
+            logger.warning("code_reward: the sandbox failed on %d of %d completions (scored None, %d so far in "
+                           "this process); first error: %s", len(failed), len(scores), sandbox_errors_total[0],
+                           failed[0].sandbox_error)
         if log_metric is not None:
-            log_metric("verifiers/code_sandbox_errors", float(sum(s.sandbox_error for s in scores)))
-            log_metric("verifiers/code_test_timeouts", float(sum(s.timeouts for s in scores)))
+            _log_outcomes(log_metric, [s.outcome for s in scores], sandbox_errors_total[0])
         return [s.score for s in scores]
 
     code_reward.__name__ = "code_reward"
     return code_reward
+
+
+def _log_outcomes(log_metric, outcomes: list[str], sandbox_errors_total: int) -> None:
+    """`verifiers/code/<outcome>`: fraction of this call's completions; plus the process's running count
+    of sandbox failures."""
+    for name in OUTCOMES:
+        log_metric(f"verifiers/code/{name}", outcomes.count(name) / max(len(outcomes), 1))
+    log_metric("verifiers/code/sandbox_errors_total", float(sandbox_errors_total))
 
 
 code_reward = make_code_reward()

@@ -9,12 +9,16 @@ r_o^math ∈ {0, 1} (PRIME paper §4.1). Two steps:
   in C code where no signal handler runs. Each worker is a process whose main thread can use the
   alarm, and the caller kills a worker that misses the per-item deadline, scoring 0.0: the bound
   holds from any thread, TRL's async reward path included.
+
+A verifier failure is not a wrong answer: a pool that cannot start raises `MathVerifierUnavailable`
+on the first call, and an item whose worker died (rather than overran) scores None.
 """
 
 from __future__ import annotations
 
 import atexit
 import json
+import logging
 import os
 import re
 import select
@@ -26,6 +30,8 @@ from concurrent.futures import ThreadPoolExecutor
 from queue import Queue
 
 from .text import completion_text
+
+logger = logging.getLogger(__name__)
 
 MAX_ANSWER_CHARS = 2000  # longer "answers" score 0.0 unparsed: no reference answer is that long
 
@@ -122,29 +128,47 @@ def normalise_answer(answer: str) -> str:
 
 
 def _worker_main() -> None:
-    """Worker loop: one JSON request per line on stdin -> "1", "0" or "e" (parse error) per line."""
+    """Worker loop: one JSON request per line on stdin -> "1", "0" or "e" (unparsable, or math-verify
+    raised) per line.
+    The first line is "ready", or {"error": ...} if math-verify cannot be loaded."""
     proto = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # library prints must not corrupt the protocol
-    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+    try:
+        from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
 
-    config = [LatexExtractionConfig(), ExprExtractionConfig()]
+        config = [LatexExtractionConfig(), ExprExtractionConfig()]
 
-    def equal(answer: str, gold: str, timeout: int) -> bool:
-        g = parse(f"${gold}$", config, parsing_timeout=timeout)
-        a = parse(f"${answer}$", config, parsing_timeout=timeout)
-        return bool(g) and bool(a) and verify(g, a, timeout_seconds=timeout)
+        def equal(answer: str, gold: str, timeout: int) -> str:
+            g = parse(f"${gold}$", config, parsing_timeout=timeout)
+            a = parse(f"${answer}$", config, parsing_timeout=timeout)
+            if not g or not a:
+                return "e"  # math-verify could not read one of them
+            return "1" if verify(g, a, timeout_seconds=timeout) else "0"
 
-    equal("1", "1", 1)  # warm up sympy's caches before declaring ready
+        if equal("1", "1", 1) != "1":  # also warms up sympy's caches before declaring ready
+            raise RuntimeError("math-verify says 1 != 1")
+    except Exception as e:  # noqa: BLE001 - tell the caller why, it raises
+        proto.write(json.dumps({"error": f"{type(e).__name__}: {e}"}) + "\n")
+        proto.flush()
+        return
     proto.write("ready\n")
     proto.flush()
     for line in sys.stdin:
         try:
             req = json.loads(line)
-            reply = "1" if equal(req["a"], req["g"], req["t"]) else "0"
+            start = time.monotonic()
+            reply = equal(req["a"], req["g"], req["t"])
+            # math-verify answers False when its own alarm stops it: that is a timeout, not a wrong answer.
+            if reply != "1" and time.monotonic() - start >= req["t"]:
+                reply = "t"
         except Exception:  # noqa: BLE001 - math-verify raised: a parser error scores 0.0
             reply = "e"
         proto.write(reply + "\n")
         proto.flush()
+
+
+class MathVerifierUnavailable(RuntimeError):
+    """A math-verify worker process cannot start; the message says why and what to do."""
 
 
 class _Worker:
@@ -160,18 +184,23 @@ class _Worker:
             [sys.executable, "-c", "from prime_trl.verifiers.math_verifier import _worker_main; _worker_main()"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True,
         )
-        if self._read_line(time.monotonic() + 120.0) != "ready":
+        line = self._read_line(time.monotonic() + 120.0)
+        if line != "ready":
+            why = _start_failure(line, self.proc)
             self.close()
-            raise RuntimeError("math-verify worker did not start (is math-verify installed?)")
+            raise MathVerifierUnavailable(
+                f"math verifier: a math-verify worker ({sys.executable}) could not start, so no answer is "
+                f"scored: {why}.\nFix: install math-verify in this environment "
+                "(pip install 'math-verify[antlr4_13_2]') and check that `python -c 'import math_verify'` works."
+            )
 
     def _read_line(self, deadline: float) -> str | None:
+        """The next line, stripped; "" when the worker closed its end (died); None at the deadline."""
         fd = self.proc.stdout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([fd], [], [], left)[0]:
-                return None
-            line = fd.readline()
-            return line.strip() if line else None
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            return None
+        return fd.readline().strip()
 
     def close(self) -> None:
         if self.proc is not None:
@@ -181,22 +210,37 @@ class _Worker:
                 f.close()
             self.proc = None
 
-    def equal(self, answer: str, gold: str, timeout_s: float) -> str:
-        """'1', '0', 'e' (parse error) or 't' (deadline missed or worker died)."""
+    def start(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             self.close()
             self._start()
+
+    def equal(self, answer: str, gold: str, timeout_s: float) -> str:
+        """'1', '0', 'e' (parse error), 't' (math-verify's alarm or our deadline hit) or 'x' (the worker died)."""
+        self.start()
         try:
             self.proc.stdin.write(json.dumps({"a": answer, "g": gold, "t": max(1, int(timeout_s))}) + "\n")
             self.proc.stdin.flush()
         except OSError:
             self.close()
-            return "t"
+            return "x"
         reply = self._read_line(time.monotonic() + timeout_s * 2 + 1.0)  # math-verify parses twice
-        if reply not in ("1", "0", "e"):
+        if reply not in ("1", "0", "e", "t"):
             self.close()  # stalled in C code, or died: kill it, the next item restarts it
-            return "t"
+            return "t" if reply is None else "x"
         return reply
+
+
+def _start_failure(line: str | None, proc: subprocess.Popen) -> str:
+    """Why a worker did not say "ready", from its first line or its exit status."""
+    if line:
+        try:
+            return str(json.loads(line).get("error", line))
+        except (ValueError, AttributeError):
+            return f"it said {line[:200]!r}"
+    if line is None:
+        return "it did not say it was ready within 120 s"
+    return f"it exited with status {proc.wait()} before saying it was ready"
 
 
 class MathVerifyPool:
@@ -209,6 +253,15 @@ class MathVerifyPool:
             self._idle.put(_Worker())
         self._all = list(self._idle.queue)
         atexit.register(self.close)
+
+    def start(self) -> None:
+        """Start every worker now (raises MathVerifierUnavailable), in parallel: each imports sympy."""
+        try:
+            with ThreadPoolExecutor(max_workers=len(self._all)) as ex:
+                list(ex.map(_Worker.start, self._all))
+        except BaseException:
+            self.close()  # the workers that did start
+            raise
 
     def _one(self, pair: tuple[str, str]) -> str:
         worker = self._idle.get()
@@ -239,40 +292,55 @@ def _gold_text(gold, row: int) -> str:
     return _strip_math(boxed if boxed is not None else gold)
 
 
+# What a worker's reply says about the item; "x" items score None (the verifier failed, not the answer).
+_OUTCOME_OF_REPLY = {"1": "correct", "0": "wrong", "e": "parse_error", "t": "timeout", "x": "infra_error"}
+OUTCOMES = ("correct", "wrong", "no_answer", "parse_error", "timeout", "infra_error")
+
+
 def make_math_reward(timeout_s: float = 5.0, workers: int | None = None):
     """A TRL reward function: 1.0 if a completion's final answer equals `ground_truth`, else 0.0.
 
     timeout_s: bound on each item's math-verify work (the worker is killed after 2*timeout_s+1 s).
-    workers: math-verify processes (default: min(4, CPU cores)).
+    workers: math-verify processes (default: min(4, CPU cores)), started on the first call, which
+    raises `MathVerifierUnavailable` if they cannot start. An item whose worker died scores None.
     """
     n_workers = workers or min(4, os.cpu_count() or 1)
     pool: list[MathVerifyPool] = []  # created on first call: importing must not start processes
     lock = threading.Lock()
+    infra_errors_total = [0]
 
-    def math_reward(completions, ground_truth, log_metric=None, **kwargs) -> list[float]:
+    def math_reward(completions, ground_truth, log_metric=None, **kwargs) -> list[float | None]:
         if len(ground_truth) != len(completions):
             raise ValueError(f"math_reward: {len(completions)} completions but {len(ground_truth)} ground_truth")
-        scores, pairs, slots = [0.0] * len(completions), [], []
+        with lock:
+            if not pool:  # a pool that cannot start stops the run now (and at every call), not at a hard answer
+                new_pool = MathVerifyPool(n_workers, timeout_s)
+                new_pool.start()
+                pool.append(new_pool)
+        scores: list[float | None] = [0.0] * len(completions)
+        outcomes, pairs, slots = ["no_answer"] * len(completions), [], []
         for i, (completion, gold) in enumerate(zip(completions, ground_truth)):
             gold = _gold_text(gold, i)
             answer = extract_answer(completion_text(completion, row=i))
             if answer is None or len(answer) > MAX_ANSWER_CHARS:
                 continue
             if normalise_answer(answer) == normalise_answer(gold):
-                scores[i] = 1.0  # identical after cosmetic normalisation: no need to ask sympy
+                scores[i], outcomes[i] = 1.0, "correct"  # identical after cosmetic normalisation: no sympy
                 continue
             pairs.append((answer, gold))
             slots.append(i)
-        if pairs:
-            with lock:
-                if not pool:
-                    pool.append(MathVerifyPool(n_workers, timeout_s))
-            replies = pool[0].map(pairs)
-            for i, reply in zip(slots, replies):
-                scores[i] = 1.0 if reply == "1" else 0.0
-            if log_metric is not None:
-                log_metric("verifiers/math_timeouts", float(replies.count("t")))
-                log_metric("verifiers/math_parse_errors", float(replies.count("e")))
+        for i, reply in zip(slots, pool[0].map(pairs)):
+            outcomes[i] = _OUTCOME_OF_REPLY[reply]
+            scores[i] = {"1": 1.0, "x": None}.get(reply, 0.0)
+        failed = outcomes.count("infra_error")
+        if failed:
+            infra_errors_total[0] += failed
+            logger.warning("math_reward: the math-verify worker died on %d of %d answers (scored None, %d so far "
+                           "in this process)", failed, len(outcomes), infra_errors_total[0])
+        if log_metric is not None:
+            for name in OUTCOMES:  # fraction of this call's completions
+                log_metric(f"verifiers/math/{name}", outcomes.count(name) / max(len(outcomes), 1))
+            log_metric("verifiers/math/infra_errors_total", float(infra_errors_total[0]))
         return scores
 
     math_reward.__name__ = "math_reward"

@@ -11,13 +11,13 @@ from .math_verifier import make_math_reward
 def make_outcome_reward(verifiers: dict | None = None):
     """A TRL reward function that scores each row with `verifiers[ability]`.
 
-    verifiers: ability -> reward function `(completions, ground_truth, **kw) -> list[float]`;
+    verifiers: ability -> reward function `(completions, ground_truth, **kw) -> list[float | None]`;
     default {"math": make_math_reward(), "code": make_code_reward()}. Rows of one ability are
     scored in one call, so each verifier keeps its own parallelism.
     """
     table = dict(verifiers) if verifiers is not None else {"math": make_math_reward(), "code": make_code_reward()}
 
-    def outcome_reward(completions, ground_truth, ability, **kwargs) -> list[float]:
+    def outcome_reward(completions, ground_truth, ability, **kwargs) -> list[float | None]:
         if not (len(completions) == len(ground_truth) == len(ability)):
             raise ValueError(
                 f"outcome_reward: {len(completions)} completions, {len(ground_truth)} ground_truth, "
@@ -28,7 +28,7 @@ def make_outcome_reward(verifiers: dict | None = None):
             if a not in table:
                 raise ValueError(f"row {i}: unknown ability {a!r}; expected one of {sorted(table)}")
             rows.setdefault(a, []).append(i)
-        scores: list[float] = [0.0] * len(completions)
+        scores: list[float | None] = [None] * len(completions)  # every row is filled below
         for a, idx in rows.items():
             part = table[a]([completions[i] for i in idx], [ground_truth[i] for i in idx], **kwargs)
             for i, s in zip(idx, part):

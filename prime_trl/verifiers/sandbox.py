@@ -21,18 +21,25 @@ What is enforced with namespaces (Linux with user namespaces, or running as root
 * filesystem: its own mount namespace; every mount is read-only; /tmp (the cwd, HOME and TMPDIR)
   is a fresh size-limited tmpfs and /dev/shm a tiny one, both gone when the sandbox ends; the home
   directory and any directory others cannot traverse on the way to the Python install are covered
-  by an empty tmpfs (with the Python install bound back in). Readable: the rest of the host
+  by an empty tmpfs. The Python install (the interpreter's prefixes: a venv and its base) is bound
+  back, read-only, wherever one of these covers hides it, so any layout works: a venv under /tmp
+  or in a home directory, conda under /opt, pyenv or uv under ~. Readable: the rest of the host
   filesystem that is world-readable (it is not a chroot);
 * resources: RLIMIT_CPU and a wall deadline per run, a wall deadline per sandbox, RLIMIT_AS per
   process, RLIMIT_FSIZE, RLIMIT_NOFILE, no core dumps, stdout capped per run;
 * environment: only the variables built in `_sandbox_env` (no host variables, no secrets).
 
-Fallback (`isolation="process"`, or "auto" where namespaces fail, warned once): the launcher is a
-child subreaper and the harness kills its whole descendant tree after each run, and the verifier
-kills leftovers carrying the run's marker variable; same rlimits except RLIMIT_NPROC, scratch dir
-as cwd/HOME/TMPDIR, scrubbed environment. NOT enforced there: network isolation, a process-count
-bound, a read-only filesystem (the code can write wherever its uid can), and protection of the
-verifier from signals (the code runs under the verifier's uid). Use it only for trusted data.
+If the sandbox cannot be set up, `run_python` reports `setup_failed` and `check_sandbox` raises
+`SandboxUnavailable` naming the cause and the fix: the verifiers call it before their first
+program, so a machine without namespaces stops a run instead of scoring every program 0.0.
+
+Fallback, opt-in only (`isolation="process"`, or "auto": namespaces where available, else the
+fallback, warned once): the launcher is a child subreaper and the harness kills its whole
+descendant tree after each run, and the verifier kills leftovers carrying the run's marker
+variable; same rlimits except RLIMIT_NPROC, scratch dir as cwd/HOME/TMPDIR, scrubbed environment.
+NOT enforced there: network isolation, a process-count bound, a read-only filesystem (the code can
+write wherever its uid can), and protection of the verifier from signals (the code runs under the
+verifier's uid). Use it only for trusted data.
 """
 
 from __future__ import annotations
@@ -56,6 +63,8 @@ from dataclasses import asdict, dataclass, field
 logger = logging.getLogger(__name__)
 
 MARKER_VAR = "PRIME_SANDBOX_ID"
+ISOLATIONS = ("namespaces", "process", "auto")
+SCRATCH_MOUNTS = ("/tmp", "/dev/shm")  # fresh tmpfs in every sandbox (mounted by _sandbox_child.py)
 _CHILD_SOURCE = open(os.path.join(os.path.dirname(__file__), "_sandbox_child.py"), encoding="utf-8").read()
 _WARNED: set[str] = set()
 _WARN_LOCK = threading.Lock()
@@ -91,6 +100,9 @@ class SandboxReport:
     runs: list[RunResult]
     isolation: str = "unknown"  # "namespaces" | "process" | "unknown" (died before saying)
     sandbox_error: str | None = None  # why the sandbox itself failed, if it did
+    setup_failed: bool = False  # it failed before running the program (no namespaces, a mount, exec)
+    setup_stage: str | None = None  # "unshare" | "setup" | "start" (the launcher never reported)
+    setup_errno: int | None = None
     timed_out: bool = False  # the verifier had to kill the sandbox at its total deadline
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
@@ -109,8 +121,18 @@ def marker_prefix() -> str:
     return f"{os.getpid()}-"
 
 
+def _interpreter() -> tuple[str, str]:
+    """(binary to exec, its argv[0]). The binary is resolved: a symlink on the way to it may lie in a
+    directory the sandbox hides. In a venv, argv[0] is the venv's own bin/python (directory resolved):
+    Python finds pyvenv.cfg from argv[0], so the program keeps the venv's packages."""
+    binary = os.path.realpath(sys.executable)
+    if sys.prefix == sys.base_prefix:
+        return binary, binary
+    return binary, os.path.join(os.path.realpath(os.path.dirname(sys.executable)), os.path.basename(sys.executable))
+
+
 def _sandbox_env(marker: str, home: str) -> dict[str, str]:
-    bin_dir = os.path.dirname(os.path.realpath(sys.executable))
+    bin_dir = os.path.dirname(_interpreter()[1])
     return {
         "PATH": f"{bin_dir}:/usr/local/bin:/usr/bin:/bin",
         "HOME": home,
@@ -128,7 +150,7 @@ def _sandbox_env(marker: str, home: str) -> dict[str, str]:
 
 
 def _python_dirs() -> list[str]:
-    """Directories the sandboxed interpreter needs: its prefixes (a venv has two)."""
+    """Directories the sandboxed interpreter needs: its prefixes (a venv has two), outermost only."""
     dirs = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix)}
     dirs.add(os.path.dirname(os.path.dirname(os.path.realpath(sys.executable))))
     dirs = sorted(d for d in dirs if d != "/")
@@ -136,7 +158,8 @@ def _python_dirs() -> list[str]:
 
 
 def _dirs_to_hide(expose: list[str]) -> list[str]:
-    """Home directories and the topmost non-world-traversable ancestor of each exposed dir."""
+    """Home directories and the topmost non-world-traversable ancestor of each exposed dir, except
+    those under /tmp or /dev/shm: the sandbox's own tmpfs covers them anyway."""
     hide = set()
     for home in {os.path.expanduser("~"), pwd.getpwuid(os.getuid()).pw_dir}:
         home = os.path.realpath(home)
@@ -149,8 +172,13 @@ def _dirs_to_hide(expose: list[str]) -> list[str]:
             if not os.stat(ancestor).st_mode & 0o001:
                 hide.add(ancestor)
                 break
+    hide = {h for h in hide if not any(_under(h, s) for s in SCRATCH_MOUNTS)}
     # Drop nested entries: covering the outer one already hides them.
-    return sorted(h for h in hide if not any(h != o and h.startswith(o.rstrip("/") + "/") for o in hide))
+    return sorted(h for h in hide if not any(h != o and _under(h, o) for o in hide))
+
+
+def _under(path: str, top: str) -> bool:
+    return path == top or path.startswith(top.rstrip("/") + "/")
 
 
 def _kill_marked(marker: str) -> int:
@@ -181,25 +209,27 @@ def run_python(
     source: str,
     stdins: list[str],
     limits: SandboxLimits = SandboxLimits(),
-    isolation: str = "auto",
+    isolation: str = "namespaces",
     root_uid: int = 65534,
 ) -> SandboxReport:
     """Run `source` once per element of `stdins` in one sandbox; never raises for anything the code does.
 
-    isolation: "auto" (namespaces, else the process fallback with a one-time warning),
-    "namespaces" (fail instead of falling back) or "process" (fallback, for trusted code/tests).
+    isolation: "namespaces" (report `setup_failed` where they are unavailable), "process" (the
+    fallback, for trusted code) or "auto" (namespaces, else the fallback with a one-time warning).
     root_uid: the uid the code runs as when the verifier is root.
     """
-    if isolation not in ("auto", "namespaces", "process"):
-        raise ValueError(f"isolation must be 'auto', 'namespaces' or 'process', got {isolation!r}")
+    if isolation not in ISOLATIONS:
+        raise ValueError(f"isolation must be one of {ISOLATIONS}, got {isolation!r}")
     start = time.monotonic()
     marker = f"{marker_prefix()}{uuid.uuid4().hex}"
     scratch = tempfile.mkdtemp(prefix="prime-sandbox-")
     home = "/tmp" if isolation != "process" else scratch
     env = _sandbox_env(marker, home)
     expose = _python_dirs()
+    python, argv0 = _interpreter()
     job = {
-        "python": os.path.realpath(sys.executable),
+        "python": python,
+        "argv0": argv0,
         "child_source": _CHILD_SOURCE,
         "env": env,
         "isolation": isolation,
@@ -282,6 +312,9 @@ def _drive(job: dict, env: dict, scratch: str, limits: SandboxLimits, n: int) ->
     report.runs = [results.get(i, RunResult(missing)) for i in range(n)]
     if len(results) < n and report.sandbox_error is None:
         report.sandbox_error = "sandbox ended before reporting every run"
+    if report.isolation == "unknown" and not report.setup_failed:  # the launcher never said a word
+        report.setup_failed, report.setup_stage = True, "start"
+        report.sandbox_error = f"the sandbox launcher ({job['python']}) exited before starting: {report.sandbox_error}"
     return report
 
 
@@ -303,6 +336,8 @@ def _take_line(line: bytes, report: SandboxReport, results: dict[int, RunResult]
         report.warnings.append(str(msg["warning"]))
     elif "fatal" in msg:
         report.sandbox_error = str(msg["fatal"])
+        report.setup_failed, report.setup_stage = True, str(msg.get("stage", "setup"))
+        report.setup_errno = msg["errno"] if isinstance(msg.get("errno"), int) else None
     elif isinstance(msg.get("i"), int) and 0 <= msg["i"] < n and msg["i"] not in results:
         results[msg["i"]] = RunResult(
             status=str(msg.get("status")),

@@ -21,6 +21,8 @@ POSITIONAL = {
     "masked_whiten": ["values", "mask"],
     "ppo_clip_loss": ["logps", "old_logps", "advantages", "mask", "epsilon_low", "epsilon_high"],
     "accuracy_filter": ["scores", "num_generations", "low", "high"],
+    "outcome_scores": ["rewards_per_func", "weights"],
+    "prm_labels": ["labels_per_func", "weights"],
     "prm_pairwise_accuracy": ["process_rewards", "scores", "mask", "num_generations"],
 }  # fmt: skip
 
@@ -60,7 +62,7 @@ def test_mask_dtype_does_not_matter():
         "masked_whiten": lambda m: core.masked_whiten(values, m),
         "ppo_clip_loss": lambda m: core.ppo_clip_loss(values, other, other, m)[0],
         "prm_pairwise_accuracy": lambda m: core.prm_pairwise_accuracy(values, scores, m, 2),
-        "min_form_returns": lambda m: core.min_form_returns(values, m),
+        "min_form_rewards": lambda m: core.min_form_rewards(values, m),
     }
     for name, call in calls.items():
         expected = call(long_mask)

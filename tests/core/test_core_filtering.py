@@ -9,12 +9,12 @@ NAN = float("nan")
 
 
 def loop_accuracy_filter(scores, G, low, high):
-    """Slow oracle: per prompt, the mean of its non-NaN scores must lie in [low, high]."""
+    """Slow oracle: a prompt is kept iff all its G rows are scored and their mean lies in [low, high]."""
     keep = []
     values = scores.tolist()
     for start in range(0, len(values), G):
-        scored = [s for s in values[start : start + G] if not math.isnan(s)]
-        keep.append(bool(scored) and low <= sum(scored) / len(scored) <= high)
+        group = values[start : start + G]
+        keep.append(not any(math.isnan(s) for s in group) and low <= sum(group) / len(group) <= high)
     return keep
 
 
@@ -34,10 +34,10 @@ def test_accuracy_filter_bounds_are_inclusive():
     assert accuracy_filter(code, 3, low=0.1, high=0.9).tolist() == [True, True, True]
 
 
-def test_accuracy_filter_ignores_nan_rows():
-    scores = torch.tensor([1, NAN, 0, NAN, 1, NAN, 1, NAN, NAN, NAN, NAN, NAN])
-    # means over scored rows: (1 + 0)/2 = 0.5 keep; (1 + 1)/2 = 1 drop; no scored row -> drop
-    assert accuracy_filter(scores, 4).tolist() == [True, False, False]
+def test_accuracy_filter_drops_a_group_with_an_unscorable_row():
+    scores = torch.tensor([1, NAN, 0, 0, 1, 0, 1, 0, NAN, NAN, NAN, NAN])
+    # one NaN row -> drop (its scored rows' mean 1/3 would pass); (1 + 0 + 1 + 0)/4 = 0.5 keep; all NaN -> drop
+    assert accuracy_filter(scores, 4).tolist() == [False, True, False]
 
 
 def test_accuracy_filter_group_of_one():

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from prime_trl.core import ppo_clip_loss, prm_ce_loss
+from prime_trl.core import clipped_value_loss, ppo_clip_loss, prm_ce_loss, prm_dpo_loss
 
 NAN = float("nan")
 
@@ -157,3 +157,103 @@ def test_ppo_clip_loss_empty_mask_is_zero():
     loss, metrics = ppo_clip_loss(torch.full((2, 3), NAN), torch.zeros(2, 3), torch.ones(2, 3), torch.zeros(2, 3))
     assert loss.item() == 0.0
     assert all(value.item() == 0.0 for value in metrics.values())
+
+
+# --- prm_dpo_loss ------------------------------------------------------------------------------
+
+
+def loop_prm_dpo(prm, ref, mask, labels, beta, group_rewards, group_labels):
+    """Slow oracle of veRL's pairwise loss, row by row in python floats."""
+    losses = []
+    for i, m_row in enumerate(mask.tolist()):
+        if not any(m_row):
+            losses.append(0.0)
+            continue
+        reward = beta * sum(p - r for p, r, m in zip(prm[i].tolist(), ref[i].tolist(), m_row) if m)
+        label = labels[i].item()
+        pairs = zip(group_rewards[i].tolist(), group_labels[i].tolist())
+        side = [q for q, a in pairs if (a < label if label > 0 else a > label)]
+        other = sum(side) / len(side) if side else 0.0
+        sign = 1.0 if label > 0 else -1.0
+        losses.append(math.log1p(math.exp(-sign * (reward - other))))  # -log sigmoid(x) = log(1 + e^-x)
+    return losses
+
+
+def test_prm_dpo_loss_hand_computed():
+    # beta = 1, one token per row: r = 1, -1, 0.5 with labels 1, 0, 1, all one group
+    prm = torch.tensor([[1.0], [-1.0], [0.5]])
+    ref = torch.zeros(3, 1)
+    mask = torch.ones(3, 1)
+    labels = torch.tensor([1.0, 0.0, 1.0])
+    group_rewards = torch.tensor([1.0, -1.0, 0.5]).expand(3, 3)
+    group_labels = labels.expand(3, 3)
+    # row 0: other = r_1 = -1 -> softplus(-(1 + 1)) = 0.1269280
+    # row 1 (r_o = 0): other = mean(1, 0.5) = 0.75, sign -1 -> softplus(-(0.75 + 1)) = 0.1602242
+    # row 2: other = -1 -> softplus(-(0.5 + 1)) = 0.2014133
+    expected = torch.tensor([0.1269280, 0.1602242, 0.2014133])
+    got = prm_dpo_loss(prm, ref, mask, labels, 1.0, group_rewards, group_labels, reduction="none")
+    assert_close(got, expected)
+    assert_close(prm_dpo_loss(prm, ref, mask, labels, 1.0, group_rewards, group_labels), expected.mean())
+
+
+def test_prm_dpo_loss_no_other_side_and_empty_rows():
+    # all labels equal: no row has another side, other = 0 -> softplus(-s * r); the empty row gives 0
+    prm = torch.tensor([[0.0], [NAN]])
+    ref = torch.zeros(2, 1)
+    mask = torch.tensor([[1], [0]])
+    labels = torch.tensor([1.0, NAN])
+    got = prm_dpo_loss(prm, ref, mask, labels, 0.05, torch.zeros(2, 2), torch.ones(2, 2), reduction="none")
+    assert_close(got, torch.tensor([math.log(2.0), 0.0]))
+
+
+def test_prm_dpo_loss_matches_loop_and_detaches_the_group(make_mask, generator):
+    B, T, G = 8, 5, 4
+    mask = make_mask(B, T, empty_rows=True)
+    prm = torch.randn(B, T, generator=generator, requires_grad=True)
+    ref = torch.randn(B, T, generator=generator)
+    labels = torch.tensor([1.0, 0.0, 0.5, 1.0, 0.0, 0.0, 0.25, 1.0])
+    sequence = 0.1 * ((prm - ref) * mask).sum(-1)  # (B,)
+    group_rewards = sequence.view(-1, G).repeat_interleave(G, 0)  # (B, G), still attached to prm
+    group_labels = labels.view(-1, G).repeat_interleave(G, 0)
+    got = prm_dpo_loss(prm, ref, mask, labels, 0.1, group_rewards, group_labels, reduction="none")
+    want = loop_prm_dpo(prm.detach(), ref, mask, labels, 0.1, group_rewards.detach(), group_labels)
+    assert_close(got, torch.tensor(want))
+    got.sum().backward()
+    # the gradient flows only through each row's own reward: d/d(prm) = beta * mask * dL_i/dr_i
+    r = sequence.detach().requires_grad_(True)
+    own = prm_dpo_loss(r.unsqueeze(-1), torch.zeros(B, 1), mask.any(-1, keepdim=True), labels, 1.0,
+                       group_rewards.detach(), group_labels, reduction="none").sum()
+    (d_r,) = torch.autograd.grad(own, r)
+    assert_close(prm.grad, 0.1 * mask * d_r.unsqueeze(-1))
+
+
+# --- clipped_value_loss ------------------------------------------------------------------------
+
+
+def loop_value_loss(values, old, returns, mask, c):
+    total, count = 0.0, 0
+    for v_row, o_row, r_row, m_row in zip(values.tolist(), old.tolist(), returns.tolist(), mask.tolist()):
+        for v, o, r, m in zip(v_row, o_row, r_row, m_row):
+            if m:
+                clipped = o + min(max(v - o, -c), c)
+                total += 0.5 * max((v - r) ** 2, (clipped - r) ** 2)
+                count += 1
+    return total / max(count, 1)
+
+
+def test_clipped_value_loss_hand_computed():
+    values = torch.tensor([[1.0, 0.0, -0.5, NAN]])
+    old = torch.zeros(1, 4)
+    returns = torch.tensor([[2.0, 1.0, 0.1, NAN]])
+    mask = torch.tensor([[1, 1, 1, 0]])
+    # t0: max((1 - 2)^2, (0.2 - 2)^2) = 3.24 -> 1.62 (the clipped term is the larger)
+    # t1: V = V_old: (0 - 1)^2 = 1 -> 0.5
+    # t2: max((-0.5 - 0.1)^2, (-0.2 - 0.1)^2) = 0.36 -> 0.18 (the unclipped term is the larger)
+    assert_close(clipped_value_loss(values, old, returns, mask, 0.2), torch.tensor((1.62 + 0.5 + 0.18) / 3))
+    assert_close(clipped_value_loss(values, old, returns, mask, 0.2, reduction="sum"), torch.tensor(2.3))
+
+
+def test_clipped_value_loss_matches_loop(make_mask, generator):
+    mask = make_mask(6, 5, empty_rows=True)
+    values, old, returns = (torch.randn(6, 5, generator=generator) for _ in range(3))
+    assert_close(clipped_value_loss(values, old, returns, mask, 0.3), torch.tensor(loop_value_loss(values, old, returns, mask, 0.3)))

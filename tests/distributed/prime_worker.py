@@ -7,6 +7,7 @@ advantages, the PRM loss and a checksum of the updated PRM.
 learn from and must still join every gradient all-reduce.
 `train`: two real training steps; every rank writes checksums of its policy and PRM weights.
 `train_adapter`: the same with policy and PRM as LoRA adapters on one base model.
+`PRIME_TEST_OPTIONS` (JSON) adds PRIMEConfig options, e.g. another advantage_estimator.
 """
 
 import json
@@ -63,13 +64,15 @@ def run_fixed(trainer):
         "completion_ids": completion_ids[rows, :width],
         "completion_mask": completion_mask[rows, :width],
     }
-    trainer._outcome_rewards_per_func = outcome
     trainer.model.train()
-    trainer._apply_prime(dict(output))  # step 1: the PRM starts equal to its reference, so r = 0; it learns here
-    output = trainer._apply_prime(dict(output))  # step 2: non-zero process rewards from the updated PRM
+    trainer._apply_prime(dict(output), outcome)  # step 1: the PRM starts equal to its reference, so r = 0; it learns
+    output = trainer._apply_prime(dict(output), outcome)  # step 2: non-zero process rewards from the updated PRM
     advantages = trainer._gather_padded(output["advantages"])
     metrics = {k: v[-1] for k, v in trainer._metrics["train"].items()}
-    return {"advantages": advantages.tolist(), "prm_checksum": checksum(trainer.prm.parameters), "metrics": metrics}
+    result = {"advantages": advantages.tolist(), "prm_checksum": checksum(trainer.prm.parameters), "metrics": metrics}
+    if trainer.value is not None:
+        result["value_checksum"] = checksum(trainer.value.parameters)
+    return result
 
 
 def run_train(trainer):
@@ -86,7 +89,8 @@ def main(mode, out_path, model_dir, tmp_dir):
     # use_cpu would make accelerate drop DeepSpeed; without a GPU the device is the CPU anyway
     args = cpu_config(pathlib.Path(tmp_dir), use_cpu=os.environ.get("ACCELERATE_USE_DEEPSPEED") != "true",
                       per_device_train_batch_size=8, max_steps=2,
-                      accuracy_lower_bound=low, accuracy_upper_bound=high, prm_micro_batch_size=3)
+                      accuracy_lower_bound=low, accuracy_upper_bound=high, prm_micro_batch_size=3,
+                      **json.loads(os.environ.get("PRIME_TEST_OPTIONS", "{}")))
     peft_config = None
     if mode == "train_adapter":  # policy and PRM as two LoRA adapters on one shared base
         from peft import LoraConfig

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import pytest
 from accelerate.utils import DistributedType
 
-from prime_trl.trainer import _check_adapter_prm_unsharded, _is_data_parallel
+from prime_trl.trainer import _check_adapter_prm_unsharded, _check_value_model_unsharded, _is_data_parallel
 
 
 def _accelerator(kind, zero_stage=None, num_processes=2):
@@ -38,3 +38,13 @@ def test_only_plain_data_parallelism_wraps_the_separate_prm():
     assert not _is_data_parallel(_accelerator(DistributedType.MULTI_CPU, num_processes=1))
     assert not _is_data_parallel(_accelerator(DistributedType.DEEPSPEED, zero_stage=2))
     assert not _is_data_parallel(_accelerator(DistributedType.FSDP))
+
+
+@pytest.mark.parametrize("accelerator, name", [
+    (_accelerator(DistributedType.FSDP), "FSDP"),
+    (_accelerator(DistributedType.DEEPSPEED, zero_stage=3), "DeepSpeed ZeRO-3"),
+])
+def test_ppo_value_model_is_refused_where_the_base_is_sharded(accelerator, name):
+    with pytest.raises(ValueError, match=f"advantage_estimator='ppo' does not work under {name}"):
+        _check_value_model_unsharded(accelerator)
+    _check_value_model_unsharded(_accelerator(DistributedType.DEEPSPEED, zero_stage=2))  # ZeRO-2 keeps it whole

@@ -70,6 +70,29 @@ def test_two_processes_give_the_same_advantages_as_one(tiny_model_dir, tmp_path,
         assert (a1[8:] == 0).all()  # rank 1's rows were filtered out: no advantage, no loss
 
 
+# One run covers the options whose state crosses processes: the value model's gradient sum, GAE on gathered
+# values, the DPO loss's group context, the policy as the PRM's reference.
+ESTIMATOR_OPTIONS = {
+    "ppo_dpo_policy_ref": dict(advantage_estimator="ppo", value_learning_rate=1e-2, prm_loss_type="dpo",
+                               prm_ref_type="policy"),
+}
+
+
+@pytest.mark.parametrize("name", ESTIMATOR_OPTIONS)
+def test_two_processes_agree_with_one_for_other_estimators(tiny_model_dir, tmp_path, name):
+    env = {"PRIME_TEST_OPTIONS": json.dumps(ESTIMATOR_OPTIONS[name])}
+    (one,) = _run(1, "fixed", tmp_path / "one", tiny_model_dir, tmp_path / "run1", env=env)
+    two, _ = _run(2, "fixed", tmp_path / "two", tiny_model_dir, tmp_path / "run2", env=env)
+    a1, a2 = torch.tensor(one["advantages"]), torch.tensor(two["advantages"])
+    assert (a1[:, 1:] - a1[:, :-1]).abs().max() > 1e-3  # process rewards (or values) are in play
+    torch.testing.assert_close(a2, a1, atol=1e-5, rtol=1e-4)
+    assert two["prm_checksum"] == pytest.approx(one["prm_checksum"], rel=1e-6)
+    if "value_checksum" in one:  # the value model's gradient sum across processes is the one-process gradient
+        # up to summation order, which AdamW's normalised steps (lr 1e-2) can enlarge on near-zero gradients
+        assert two["value_checksum"] == pytest.approx(one["value_checksum"], rel=1e-5)
+        assert two["metrics"]["value/loss"] == pytest.approx(one["metrics"]["value/loss"], rel=1e-4)
+
+
 @pytest.fixture(scope="module")
 def ddp_training(tiny_model_dir, tmp_path_factory):
     """Two real training steps under DDP, separate and adapter PRM: {mode: [rank0, rank1]}."""

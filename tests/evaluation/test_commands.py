@@ -142,3 +142,14 @@ def test_accuracy_metric_loads_from_the_local_module():
     # n = 3, c = 1: pass@2 = 1 - C(2,2)/C(3,2) = 2/3; majority "41" is wrong
     assert multi == pytest.approx({"accuracy": 1 / 3, "mean_score": 1 / 3, "pass@2": 2 / 3, "pass@3": 1.0,
                                    "maj@3": 0.0})
+
+
+def test_verify_refuses_completions_the_verifier_could_not_run(monkeypatch):
+    """A None score (verifier infrastructure failed, e.g. a sandbox broken mid-run) stops the evaluation instead of
+    counting as wrong or right."""
+    from prime_trl.evaluation import verification
+
+    monkeypatch.setattr(verification, "outcome_reward", lambda completions, *args: [1.0, None][: len(completions)])
+    rows = evaluation.load_rows("math")[:1]
+    with pytest.raises(RuntimeError, match="1 of 2 completions could not be verified"):
+        verification.verify(rows, [["a", "b"]])

@@ -4,7 +4,8 @@ Without CUDA the trainer refuses a 4/8-bit base before loading anything. Measure
 bitsandbytes 0.50.2 (AVX512-BF16): PRIME with the adapter PRM does train on the CPU backend, but about
 7x slower per step than LoRA on the fp32 base, and one evaluation pass repacks the 4-bit weights so
 that the next training step dies with "a view of a leaf Variable that requires grad is being used in
-an in-place operation" (TRL_NOTES §5.3). The GPU test runs only where CUDA is (conftest skips `gpu`).
+an in-place operation" (the eval-mode forward switches bitsandbytes to its packed CPU inference layout,
+whose `result += bias` breaks autograd). The GPU test runs only where CUDA is (conftest skips `gpu`).
 """
 
 from __future__ import annotations

@@ -26,10 +26,10 @@ from tests.trainer.helpers import cpu_config, half_solvable_reward, toy_dataset
 class CapturingTrainer(PRIMETrainer):
     """Records the PRM before its update, the batch, the advantages it built and those the loss received."""
 
-    def _apply_prime(self, output):
+    def _apply_prime(self, output, rewards_per_func):
         self.prm_before = copy.deepcopy(self.prm_model)
-        self.outcome = self._outcome_rewards_per_func.clone()
-        output = super()._apply_prime(output)
+        self.outcome = rewards_per_func.clone()
+        output = super()._apply_prime(output, rewards_per_func)
         self.batch = {k: v.clone() for k, v in output.items() if torch.is_tensor(v)}
         self.loss_advantages = []
         return output

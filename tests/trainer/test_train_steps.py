@@ -83,7 +83,7 @@ def test_invalid_config_names_the_option(tmp_path):
         cpu_config(tmp_path, prm_placement="adapter", prm_model_name_or_path="x")
 
 
-def test_outcome_reward_outside_unit_interval_names_the_row(tiny_model_dir, tmp_path):
+def test_label_outside_unit_interval_names_the_function_and_the_fix(tiny_model_dir, tmp_path):
     import pytest
 
     def signed_reward(completions, **kwargs):
@@ -91,7 +91,7 @@ def test_outcome_reward_outside_unit_interval_names_the_row(tiny_model_dir, tmp_
 
     trainer = PRIMETrainer(model=tiny_model_dir, reward_funcs=signed_reward, args=cpu_config(tmp_path, max_steps=1),
                            train_dataset=toy_dataset())
-    with pytest.raises(ValueError, match=r"outcome rewards in \[0, 1\].*row 0 scored -1"):
+    with pytest.raises(ValueError, match=r"reward function 'signed_reward' scored -1 at row 0.*prm_label_transform="):
         trainer.train()
 
 

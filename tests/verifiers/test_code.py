@@ -59,11 +59,35 @@ def test_call_based(code_reward):
     assert code_reward(completions, [tests] * 4) == [1.0, 1.0, 0.0, 0.0]
 
 
-def test_metrics_and_bad_input(code_reward):
+def test_outcome_metrics_tell_failures_apart(code_reward):
+    completions = [
+        fenced("a, b = map(int, input().split())\nprint(a + b)"),  # passed
+        fenced("print(7)"),  # wrong_answer (2 of 3 right, 1 wrong)
+        fenced("import time\ntime.sleep(10)"),  # timeout
+        fenced("a, b = map(int, input().split())\nif a == 10:\n    while True: pass\nprint(0)"),  # wrong + timeout
+        fenced("raise RuntimeError('boom')"),  # program_error
+        fenced("def f(:\n  pass"),  # program_error (compile)
+        "no code at all",  # no_code
+        fenced("print(3)"),  # wrong_answer
+    ]
     logged = {}
-    code_reward([fenced("while True: pass")], [ADD], log_metric=lambda k, v: logged.__setitem__(k, v))
-    assert logged["verifiers/code_test_timeouts"] == 3.0
+    scores = code_reward(completions, [ADD] * len(completions), log_metric=lambda k, v: logged.__setitem__(k, v))
+    assert scores == [1.0, 2 / 3, 0.0, 0.0, 0.0, 0.0, 0.0, 1 / 3]
+    assert logged == {
+        "verifiers/code/passed": 1 / 8,
+        "verifiers/code/wrong_answer": 2 / 8,
+        "verifiers/code/timeout": 2 / 8,  # a timeout outranks a wrong answer in the same completion
+        "verifiers/code/program_error": 2 / 8,
+        "verifiers/code/no_code": 1 / 8,
+        "verifiers/code/sandbox_error": 0.0,
+        "verifiers/code/sandbox_errors_total": 0.0,
+    }
+
+
+def test_bad_ground_truth_names_the_row(code_reward):
     with pytest.raises(ValueError, match="row 0"):
         code_reward(["x"], ["not json"])
     with pytest.raises(ValueError, match="row 0"):
         code_reward(["x"], [json.dumps({"inputs": [1], "outputs": []})])
+    with pytest.raises(ValueError, match="row 1: code ground_truth has no tests"):
+        code_reward(["x", "y"], [ADD, json.dumps({"inputs": [], "outputs": []})])

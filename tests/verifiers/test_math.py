@@ -62,12 +62,20 @@ def test_formats_and_equivalences(math_reward):
 def test_protocol_extra_kwargs_and_metrics(math_reward):
     logged = {}
     scores = math_reward(
-        prompts=["p", "q"], completions=["\\boxed{1}", "\\boxed{3}"], completion_ids=[[1], [2]],
-        ground_truth=["1", "2"], ability=["math", "math"], trainer_state=None, log_extra=lambda *a: None,
-        log_metric=lambda name, value: logged.__setitem__(name, value),
+        prompts=["p"] * 4, completions=["\\boxed{1}", "\\boxed{3}", "I give up", "\\boxed{\\\\}"],
+        completion_ids=[[1]] * 4, ground_truth=["1", "2", "3", "1"], ability=["math"] * 4, trainer_state=None,
+        log_extra=lambda *a: None, log_metric=lambda name, value: logged.__setitem__(name, value),
     )
-    assert scores == [1.0, 0.0]
-    assert logged["verifiers/math_timeouts"] == 0.0
+    assert scores == [1.0, 0.0, 0.0, 0.0]
+    assert logged == {
+        "verifiers/math/correct": 0.25,
+        "verifiers/math/wrong": 0.25,
+        "verifiers/math/no_answer": 0.25,
+        "verifiers/math/parse_error": 0.25,  # math-verify cannot read a bare "\\\\"
+        "verifiers/math/timeout": 0.0,
+        "verifiers/math/infra_error": 0.0,
+        "verifiers/math/infra_errors_total": 0.0,
+    }
 
 
 def test_bad_ground_truth_names_the_row(math_reward):
@@ -79,10 +87,12 @@ def test_pathological_inputs_are_bounded(math_reward):
     huge = "blah " * 400_000 + "\\boxed{" + "9" * 50_000 + "}"  # 2 MB, 50k-digit "answer"
     tower = "\\boxed{2^{2^{2^{2^{2^{100}}}}}}"
     start = time.monotonic()
-    scores = math_reward([huge, tower, "\\boxed{1}"], ["9", "2", "1"])
+    logged = {}
+    scores = math_reward([huge, tower, "\\boxed{1}"], ["9", "2", "1"], log_metric=logged.__setitem__)
     elapsed = time.monotonic() - start
-    assert scores == [0.0, 0.0, 1.0]
+    assert scores == [0.0, 0.0, 1.0]  # a timeout is the answer's fault: 0.0, not None
     assert elapsed < 8.0  # timeout_s=1: the stalled worker is killed after 2*1+1 s
+    assert logged["verifiers/math/timeout"] == logged["verifiers/math/no_answer"] == 1 / 3  # too long to parse
 
 
 def test_bounded_from_a_worker_thread(math_reward):

@@ -2,63 +2,48 @@
 
 import json
 import os
-import socket
+import sys
 import time
 import uuid
 
+import hostile_programs as hostile
 import pytest
 
 from prime_trl.verifiers import make_code_reward, run_python
 from prime_trl.verifiers.sandbox import SandboxLimits
 
-LIMITS = SandboxLimits(timeout_s=1.0, total_timeout_s=4.0, memory_mb=256, max_procs=8, output_bytes=1 << 16)
+LIMITS = SandboxLimits(**hostile.LIMITS)
 ADD = {"inputs": ["1 2\n"], "outputs": ["3\n"]}
-BLOCKED = {"inputs": [""], "outputs": ["blocked\n"]}
+BLOCKED = hostile.BLOCKED
 
 pytestmark = pytest.mark.usefixtures("nothing_left_running")
-
-
-def namespaces_available() -> bool:
-    return run_python("print(1)", [""], LIMITS).isolation == "namespaces"
-
-
-needs_namespaces = pytest.mark.skipif(not namespaces_available(), reason="no Linux namespaces here")
+needs_namespaces = pytest.mark.skipif(not hostile.namespaces_available(), reason="no Linux namespaces here")
 
 
 @pytest.fixture(scope="module")
 def reward():
-    return make_code_reward(timeout_s=1.0, total_timeout_s=4.0, memory_mb=256, max_procs=8,
-                            output_bytes=1 << 16, workers=1)
+    return make_code_reward(workers=1, **hostile.LIMITS)
 
 
 def score(reward, src: str, tests: dict, bound_s: float) -> float:
     start = time.monotonic()
-    [s] = reward([f"```python\n{src}\n```"], [json.dumps(tests)])
+    [s] = reward([hostile.fenced(src)], [json.dumps(tests)])
     assert time.monotonic() - start < bound_s
     return s
 
 
-def test_loops_forever(reward):
-    assert score(reward, "while True:\n    pass", ADD, 8) == 0.0
-
-
-def test_sleeps_forever(reward):
-    assert score(reward, "import time\ntime.sleep(100)", ADD, 8) == 0.0
-
-
-def test_allocates_without_bound(reward):
-    src = "x = []\nwhile True:\n    x.append(bytearray(10**7))"
-    assert score(reward, src, ADD, 8) == 0.0
-
-
-def test_floods_stdout(reward):
-    assert score(reward, "while True:\n    print('x' * 4096)", ADD, 8) == 0.0
-
-
-@needs_namespaces
-def test_fork_bomb(reward):
-    src = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass"
-    assert score(reward, src, ADD, 10) == 0.0
+@pytest.mark.parametrize(
+    "src, tests, expected, needs_ns",
+    [pytest.param(*case[1:], id=case[0]) for case in hostile.CASES],
+)
+def test_hostile_program(reward, monkeypatch, src, tests, expected, needs_ns):
+    """Each case of hostile_programs.py from this interpreter (test_layouts.py runs them from others)."""
+    if needs_ns and not hostile.namespaces_available():
+        pytest.skip("no Linux namespaces here")
+    monkeypatch.setenv(hostile.SECRET_VAR, hostile.SECRET)
+    with hostile.loopback_listener() as port:
+        assert score(reward, hostile.with_port(src, port), tests, 10) == expected
+    assert [p for p in hostile.escape_targets([sys.prefix, sys.base_prefix]) if os.path.exists(p)] == []
 
 
 @needs_namespaces
@@ -70,14 +55,6 @@ def test_process_count_is_bounded():
     [run] = run_python(src, [""], LIMITS).runs
     assert run.status == "ok"
     assert 0 < int(run.stdout) < LIMITS.max_procs  # the harness and the program count too
-
-
-def test_daemon_in_new_session_is_killed(reward):
-    src = (
-        "import os, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
-        "        time.sleep(60)\n    os._exit(0)\nprint(3)"
-    )
-    assert score(reward, src, ADD, 8) == 1.0  # answered; the daemon is gone (fixture)
 
 
 @needs_namespaces
@@ -93,34 +70,6 @@ def test_writes_outside_its_directory(reward, tmp_path):
     )
     assert score(reward, src, BLOCKED, 8) == 1.0
     assert not any(os.path.exists(p) for p in targets + [private])
-
-
-def test_reads_environment_variables(reward, monkeypatch):
-    monkeypatch.setenv("PRIME_TEST_SECRET", "hunter2")
-    src = "import os\nprint('blocked' if 'hunter2' not in repr(dict(os.environ)) else 'leaked')"
-    assert score(reward, src, BLOCKED, 8) == 1.0
-
-
-@needs_namespaces
-def test_cannot_connect_to_loopback_listener(reward):
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(1)
-        listener.setblocking(False)
-        port = listener.getsockname()[1]
-        src = (
-            "import socket\ntry:\n    socket.create_connection(('127.0.0.1', %d), timeout=0.5)\n"
-            "    print('connected')\nexcept OSError:\n    print('blocked')" % port
-        )
-        assert score(reward, src, BLOCKED, 8) == 1.0
-        with pytest.raises(BlockingIOError):
-            listener.accept()
-
-
-@needs_namespaces
-def test_kills_its_parent(reward):
-    src = "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\nos.kill(1, signal.SIGKILL)\nprint(3)"
-    assert score(reward, src, ADD, 8) == 1.0  # PID 1 of the sandbox ignores it; we are untouched
 
 
 @needs_namespaces
