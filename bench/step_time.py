@@ -3,6 +3,7 @@
     python bench/step_time.py                                   # CPU: a local random model, ~2-3 min
     python bench/step_time.py --model Qwen/Qwen2.5-0.5B-Instruct --bf16 --max-completion-length 512 \
         --prompts-per-step 16 --peak-tflops 989                 # GPU (989 = H100 SXM dense bf16)
+    python bench/step_time.py --filter                          # filter on: GRPO, PRIME masking, PRIME refill
 
 GRPOTrainer and PRIMETrainer are built the same way (same model, prompts, reward, seed, batch shape;
 GRPO with beta=0 and loss_type="dapo", the values PRIMEConfig pins), each in its own process, and
@@ -25,6 +26,13 @@ The reward is a deterministic hash of the completion text, so groups have mixed 
 accuracy filter is [0, 1]: every row reaches the PRM, the most PRIME can cost. With the paper's
 [0.2, 0.8] filter fewer rows do. The default model is random, so completions are forced to full
 length (min_new_tokens) to give both trainers the same amount of work.
+
+`--filter`: the accuracy filter at the paper's [0.2, 0.8] on a reward that gives about a third of the
+groups mixed outcomes (a CRC of the text on every third prompt, 0 on the others), three trainers taking
+turns: GRPO (which trains every row; groups of equal outcomes have zero advantage), PRIME masking the
+filtered groups (dynamic_sampling=False) and PRIME refilling the batch with informative groups
+(dynamic_sampling=True). Besides seconds per optimizer step it prints seconds per informative row (a row
+of a group whose mean outcome lies in the band): total step time over total such rows trained.
 
 Benchmarks print ratios measured side by side in one run; they are not tests.
 """
@@ -66,9 +74,25 @@ def hash_reward(completions, **kwargs) -> list[float]:
     return [float(zlib.crc32(c[0]["content"].encode()) % 2) for c in completions]
 
 
+def third_hash_reward(completions, solvable, **kwargs) -> list[float]:
+    """`hash_reward` on the solvable third of the prompts, 0 on the rest (groups the filter drops)."""
+    return [score * ok for score, ok in zip(hash_reward(completions), solvable)]
+
+
 def prompts(n: int) -> Dataset:
-    return Dataset.from_list([{"prompt": [{"role": "user", "content": f"What is {i} + {2 * i}? Show each step."}]}
-                              for i in range(n)])
+    return Dataset.from_list([{"prompt": [{"role": "user", "content": f"What is {i} + {2 * i}? Show each step."}],
+                               "solvable": i % 3 == 0} for i in range(n)])
+
+
+BAND = (0.2, 0.8)
+# variant -> (trainer, PRIMEConfig fields); the default run and the --filter run
+VARIANTS = {"GRPO": ("GRPO", {}), "PRIME": ("PRIME", dict(accuracy_lower_bound=0.0, accuracy_upper_bound=1.0,
+                                                          dynamic_sampling=False))}
+FILTER_VARIANTS = {
+    "GRPO": ("GRPO", {}),
+    "PRIME mask": ("PRIME", dict(accuracy_lower_bound=BAND[0], accuracy_upper_bound=BAND[1], dynamic_sampling=False)),
+    "PRIME refill": ("PRIME", dict(accuracy_lower_bound=BAND[0], accuracy_upper_bound=BAND[1], dynamic_sampling=True)),
+}
 
 
 def _sync():
@@ -77,30 +101,35 @@ def _sync():
 
 
 class Baton:
-    """Turn-taking between the two trainer processes: wait for my turn, then hand it to the other.
+    """Turn-taking between the trainer processes, in a ring: wait for my turn, then hand it to the next.
 
-    A process that has finished (or failed) leaves `done` set, so the other never waits for it.
+    A process that has finished (or failed) leaves its `done` set, so the others never wait for it.
     """
 
-    def __init__(self, mine, theirs, start, their_done, my_done):
-        self.mine, self.theirs, self.start, self.their_done, self.my_done = mine, theirs, start, their_done, my_done
+    def __init__(self, name, turns, dones, start):
+        self.name, self.turns, self.dones, self.start = name, turns, dones, start
+        self.order = list(turns)
         self.started = False
 
     def acquire(self):
         if not self.started:
-            self.start.wait(timeout=600)  # both trainers built and inside train(): setup overlaps no timed step
+            self.start.wait(timeout=600)  # all trainers built and inside train(): setup overlaps no timed step
             self.started = True
-        while not self.mine.wait(timeout=0.05):
-            if self.their_done.is_set():
+        while not self.turns[self.name].wait(timeout=0.05):
+            if all(self.dones[v].is_set() for v in self.order if v != self.name):
                 return
-        self.mine.clear()
+        self.turns[self.name].clear()
 
     def release(self):
-        self.theirs.set()
+        i = self.order.index(self.name)
+        for other in self.order[i + 1 :] + self.order[:i]:
+            if not self.dones[other].is_set():
+                self.turns[other].set()
+                return
 
     def finish(self):
-        self.my_done.set()
-        self.theirs.set()
+        self.dones[self.name].set()
+        self.release()
 
 
 class StepTimer(TrainerCallback):
@@ -108,6 +137,7 @@ class StepTimer(TrainerCallback):
 
     def __init__(self, baton: Baton | None = None):
         self.steps, self.current, self.tokens, self.start = [], defaultdict(float), [], 0.0
+        self.informative = []  # per generation batch: rows of groups inside the band that the step trains on
         self.baton = baton
 
     def wrap(self, obj, name: str, part: str, on_result=None):
@@ -120,6 +150,7 @@ class StepTimer(TrainerCallback):
             result = method(*args, **kwargs)
             _sync()
             self.current[part] += time.perf_counter() - start
+            self.current[f"{part} calls"] += 1
             if on_result is not None:
                 on_result(result)
             return result
@@ -146,10 +177,28 @@ def count_tokens(timer: StepTimer, output: dict) -> None:
     timer.tokens.append((prompt + completion, completion))
 
 
+def count_informative(trainer, timer: StepTimer, output: dict) -> None:
+    """Rows of the trained batch whose group's mean outcome lies in the band (PRIME: kept by its filter)."""
+    from prime_trl.core import accuracy_filter
+
+    rows = output["completion_mask"].size(0)
+    if isinstance(trainer, PRIMETrainer):
+        kept = trainer._metrics["train"]["filter/kept_fraction"]
+        timer.informative.append(round(kept[-1] * rows) if rows and kept else 0)
+    else:
+        scores = trainer._last_rewards.nansum(dim=1)
+        timer.informative.append(int(accuracy_filter(scores, trainer.num_generations, *BAND).sum()) *
+                                 trainer.num_generations)
+
+
 def instrument(trainer, timer: StepTimer) -> None:
     timer.wrap(trainer, "_generate", "generation")
-    timer.wrap(trainer, "_calculate_rewards", "rewards")
-    timer.wrap(trainer, "_generate_and_score_completions", "scoring", on_result=lambda out: count_tokens(timer, out))
+    timer.wrap(trainer, "_calculate_rewards", "rewards", on_result=lambda r: setattr(trainer, "_last_rewards", r))
+    def on_scored(output):
+        count_tokens(timer, output)
+        count_informative(trainer, timer, output)
+
+    timer.wrap(trainer, "_generate_and_score_completions", "scoring", on_result=on_scored)
     timer.wrap(trainer, "_compute_loss", "policy fwd")
     timer.wrap(trainer, "training_step", "training_step")
     if hasattr(trainer, "prm"):
@@ -166,10 +215,13 @@ def breakdown(step: dict) -> dict:
     parts["policy bwd"] = step.get("training_step", 0.0) - step.get("scoring", 0.0) - step.get("policy fwd", 0.0)
     parts["optimizer etc."] = step["step"] - step.get("training_step", 0.0)
     parts["step"] = step["step"]
+    parts["informative rows"] = step.get("informative rows", 0)
+    parts["generations"] = step.get("generation calls", 0)
     return parts
 
 
 def run_once(variant: str, cli, model_path: str, out_dir: str, baton: Baton | None = None):
+    kind, fields = (FILTER_VARIANTS if cli.filter else VARIANTS)[variant]
     common = dict(
         output_dir=out_dir, seed=cli.seed, max_steps=cli.steps, num_generations=cli.num_generations,
         per_device_train_batch_size=cli.prompts_per_step * cli.num_generations, gradient_accumulation_steps=1,
@@ -180,12 +232,13 @@ def run_once(variant: str, cli, model_path: str, out_dir: str, baton: Baton | No
         generation_kwargs={"min_new_tokens": cli.min_new_tokens} if cli.min_new_tokens else None,
     )  # fmt: skip
     dataset = prompts(cli.prompts_per_step * (cli.steps + 1))
-    if variant == "GRPO":
-        trainer = GRPOTrainer(model=model_path, reward_funcs=hash_reward, args=GRPOConfig(**common),
+    reward = third_hash_reward if cli.filter else hash_reward
+    if kind == "GRPO":
+        trainer = GRPOTrainer(model=model_path, reward_funcs=reward, args=GRPOConfig(**common),
                               train_dataset=dataset)  # fmt: skip
     else:
-        args = PRIMEConfig(**common, accuracy_lower_bound=0.0, accuracy_upper_bound=1.0, prm_learning_rate=1e-6)
-        trainer = PRIMETrainer(model=model_path, reward_funcs=hash_reward, args=args, train_dataset=dataset)
+        args = PRIMEConfig(**common, **fields, prm_learning_rate=1e-6)
+        trainer = PRIMETrainer(model=model_path, reward_funcs=reward, args=args, train_dataset=dataset)
     trainer.remove_callback(PrinterCallback)  # the per-step log dicts; this script prints its own table
     timer = StepTimer(baton)
     instrument(trainer, timer)
@@ -199,40 +252,41 @@ def run_once(variant: str, cli, model_path: str, out_dir: str, baton: Baton | No
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     # Drop the first step (warm-up: allocator, kernels, lazy imports).
+    for step, rows in zip(timer.steps, timer.informative):  # one generation per step (steps_per_generation = 1)
+        step["informative rows"] = rows
     return [breakdown(s) for s in timer.steps[1:]], timer.tokens[1:], num_params
 
 
-def _worker(variant, cli, model_path, out_dir, events, queue):
+def _worker(variant, cli, model_path, out_dir, baton, queue):
     _quiet()
     if cli.threads:
         torch.set_num_threads(cli.threads)
-    mine, theirs, start, their_done, my_done = events
     try:
-        queue.put((variant, run_once(variant, cli, model_path, out_dir, Baton(mine, theirs, start, their_done, my_done))))
+        queue.put((variant, run_once(variant, cli, model_path, out_dir, baton)))
     except BaseException as err:
-        start.abort()  # the other worker must not wait at the start for a worker that will never come
-        my_done.set()
-        theirs.set()
+        baton.start.abort()  # the others must not wait at the start for a worker that will never come
+        baton.finish()
         queue.put((variant, err))
         raise
 
 
 def run_pair(cli, model_path: str, work: str, repeat: int) -> dict:
-    """GRPO and PRIME in two processes taking turns step by step; returns {variant: run_once result}."""
+    """The variants in processes of their own taking turns step by step; returns {variant: run_once result}."""
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")
-    turn = {"GRPO": ctx.Event(), "PRIME": ctx.Event()}
-    done = {"GRPO": ctx.Event(), "PRIME": ctx.Event()}
-    start = ctx.Barrier(2)
-    first = "GRPO" if repeat % 2 == 0 else "PRIME"
-    turn[first].set()
+    variants = list(FILTER_VARIANTS if cli.filter else VARIANTS)
+    variants = variants[repeat % len(variants):] + variants[: repeat % len(variants)]  # the first mover rotates
+    turns = {v: ctx.Event() for v in variants}
+    dones = {v: ctx.Event() for v in variants}
+    start = ctx.Barrier(len(variants))
+    turns[variants[0]].set()
     queue = ctx.Queue()
     procs = []
-    for variant, other in (("GRPO", "PRIME"), ("PRIME", "GRPO")):
-        events = (turn[variant], turn[other], start, done[other], done[variant])
+    for variant in variants:
+        baton = Baton(variant, turns, dones, start)
         proc = ctx.Process(target=_worker, args=(variant, cli, model_path, os.path.join(work, f"{variant}{repeat}"),
-                                                 events, queue))  # fmt: skip
+                                                 baton, queue))  # fmt: skip
         proc.start()
         procs.append(proc)
     results = dict(queue.get() for _ in procs)
@@ -271,6 +325,8 @@ def main():
     parser.add_argument("--peak-tflops", type=float, default=None, help="accelerator peak (dense) TFLOP/s, for MFU")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--filter", action="store_true",
+                        help="the accuracy filter on: GRPO, PRIME masking and PRIME refilling, per informative row")
     parser.add_argument("--sequential", action="store_true",
                         help="whole runs one after the other in this process instead of step-by-step turns")
     cli = parser.parse_args()
@@ -289,18 +345,19 @@ def main():
     print(f"date     {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}")
     print(f"machine  {machine()}")
     print(f"versions torch {torch.__version__}, trl {trl.__version__}, transformers {transformers.__version__}")
-    schedule = "whole runs in turn" if cli.sequential else "two processes taking turns step by step"
+    schedule = "whole runs in turn" if cli.sequential else "one process per variant, taking turns step by step"
     print(f"setup    model {cli.model or 'random Qwen2 hidden 256 x 4 layers'}; {cli.prompts_per_step} prompts x "
           f"{cli.num_generations} samples, {cli.max_completion_length} new tokens (min {cli.min_new_tokens}), "
-          f"{'bf16' if cli.bf16 else 'fp32'}; {cli.steps} steps/run (first dropped) x {cli.repeats} run pairs, "
+          f"{'bf16' if cli.bf16 else 'fp32'}; {cli.steps} steps/run (first dropped) x {cli.repeats} runs each, "
           f"{schedule}")
 
     load_start = _load()
-    results = {"GRPO": [], "PRIME": []}
-    tokens = {"GRPO": [], "PRIME": []}
+    names = list(FILTER_VARIANTS if cli.filter else VARIANTS)
+    results = {v: [] for v in names}
+    tokens = {v: [] for v in names}
     num_params = 0
     for repeat in range(cli.repeats):
-        order = ("GRPO", "PRIME") if repeat % 2 == 0 else ("PRIME", "GRPO")
+        order = names[repeat % len(names):] + names[: repeat % len(names)]
         if cli.sequential:
             pair = {v: run_once(v, cli, model_path, os.path.join(work, f"{v}{repeat}")) for v in order}
         else:
@@ -309,14 +366,32 @@ def main():
             steps, toks, num_params = pair[variant]
             results[variant] += steps
             tokens[variant] += toks
-            print(f"  run {repeat} {variant:5s}: " + " ".join(f"{s['step']:.3f}" for s in steps) + " s/step")
-    report(results, tokens, num_params, cli.peak_tflops)
+            print(f"  run {repeat} {variant:12s}: " + " ".join(f"{s['step']:.3f}" for s in steps) + " s/step")
+    if cli.filter:
+        report_filter(results, cli)
+    else:
+        report(results, tokens, num_params, cli.peak_tflops)
     print(f"load average (1 min) at start {load_start:.1f}, at end {_load():.1f} on {os.cpu_count()} cores: "
           "a shared machine inflates and scatters the times (compare min with median)")
 
 
 def _load() -> float:
     return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+
+
+def report_filter(results, cli):
+    rows_per_step = cli.prompts_per_step * cli.num_generations
+    print(f"\naccuracy filter {list(BAND)}, {rows_per_step} rows per optimizer step; informative row = a row of a "
+          "group whose mean outcome lies in the band")
+    print(f"{'variant':13s} {'median s/step':>13s} {'min':>7s} {'generations/step':>17s} "
+          f"{'informative rows/step':>22s} {'s/informative row':>18s} {'vs GRPO':>8s}")
+    per_row = {}
+    for variant, steps in results.items():
+        times, rows = [s["step"] for s in steps], [s["informative rows"] for s in steps]
+        per_row[variant] = sum(times) / max(sum(rows), 1)
+        generations = statistics.mean(s["generations"] for s in steps)
+        print(f"{variant:13s} {statistics.median(times):13.3f} {min(times):7.3f} {generations:17.2f} "
+              f"{statistics.mean(rows):22.1f} {per_row[variant]:18.4f} {per_row[variant] / per_row['GRPO']:8.2f}")
 
 
 def report(results, tokens, num_params, peak_tflops):

@@ -4,7 +4,8 @@ GRPO samples one generation batch and spends it over `steps_per_generation * num
 keeping the unspent part in `_buffered_inputs` and its position in `_step`. Neither is saved, so a run
 resumed from a checkpoint taken mid-cycle samples a new batch (and PRIME's PRM learns from it a second
 time) instead of finishing the old one: the resumed run drifts from the uninterrupted one. We save both,
-per process, next to the PRM's optimizer state.
+per process, next to the PRM's optimizer state, and with dynamic sampling the prompt stream's position
+(its extra prompts come from the data order, ahead of the dataloader's).
 
 A checkpoint is written into a hidden staging folder and renamed into place once complete, so a crash
 while saving never leaves a `checkpoint-N` that resumes from partial files (`os.replace` is atomic on one
@@ -41,6 +42,20 @@ def load_generation_state(checkpoint_dir: str, process_index: int, device) -> tu
         return None
     state = torch.load(path, map_location=device, weights_only=True)
     return state["step"], state["buffered_inputs"]
+
+
+def sampling_state_file(process_index: int) -> str:
+    return f"sampling_state_rank{process_index}.pt"
+
+
+def save_sampling_state(checkpoint_dir: str, process_index: int, state: dict) -> None:
+    """Save dynamic sampling's prompt stream (its position in the data order, prompts put back)."""
+    torch.save(state, os.path.join(checkpoint_dir, sampling_state_file(process_index)))
+
+
+def load_sampling_state(checkpoint_dir: str, process_index: int) -> dict | None:
+    path = os.path.join(checkpoint_dir, sampling_state_file(process_index))
+    return torch.load(path, map_location="cpu", weights_only=True) if os.path.exists(path) else None
 
 
 def publish(staged_dir: str, final_dir: str) -> None:

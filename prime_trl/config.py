@@ -121,6 +121,29 @@ class PRIMEConfig(GRPOConfig):
         metadata={"help": "Keep a prompt only if its group's mean outcome is <= this (inclusive; authors: 0.8)."},
     )
 
+    # Dynamic sampling: refill the generation batch with informative groups (prime_trl/sampling.py)
+    dynamic_sampling: bool = field(
+        default=True,
+        metadata={"help": "Build each generation batch from informative groups only: sample a batch of prompts, "
+                  "apply the accuracy filter, and while fewer groups pass than the batch has prompts, sample the "
+                  "next prompts of the training data (same order, resumable) again, up to `max_sampling_rounds` "
+                  "rounds; surplus passing prompts go back to the front of the data. The policy and the PRM then "
+                  "train on the configured number of rows, none of them from a filtered group. Default True because "
+                  "the authors' trainer always refills (PRIME-RL/PRIME ray_trainer keeps sampling until "
+                  "batch_size * n rollouts pass; DAPO calls it dynamic sampling). False: filtered groups stay in the "
+                  "batch, masked out of the losses (they still cost a policy forward and backward)."},
+    )
+    max_sampling_rounds: int = field(
+        default=8,
+        metadata={"help": "Most sampling rounds (each of one generation batch of prompts) per generation batch with "
+                  "`dynamic_sampling`; >= 1. When they run out, a warning is logged and the step trains on the "
+                  "passing groups held, rounded down to whole groups that split evenly over processes and "
+                  "`steps_per_generation` (the rest go back to the data); with none, the step's micro-batches are "
+                  "skipped: no forward, backward or weight change of policy or PRM (the step and the learning-rate "
+                  "schedule still advance). 8 fills the batch while about one group "
+                  "in 8 passes and caps a step's sampling at 8x GRPO's when the data is too easy or too hard."},
+    )
+
     # Advantages
     process_reward_coef: float = field(
         default=1.0, metadata={"help": "Weight of the process-reward RLOO returns in the advantage; 0 disables them "
@@ -225,6 +248,8 @@ class PRIMEConfig(GRPOConfig):
             raise ValueError(f"prm_num_mini_batches must be >= 1, got {self.prm_num_mini_batches}.")
         if self.prm_micro_batch_size is not None and self.prm_micro_batch_size < 1:
             raise ValueError(f"prm_micro_batch_size must be >= 1, got {self.prm_micro_batch_size}.")
+        if self.max_sampling_rounds < 1:
+            raise ValueError(f"max_sampling_rounds must be >= 1, got {self.max_sampling_rounds}.")
         if self.prm_placement == "adapter" and (self.prm_model_name_or_path or self.prm_ref_model_name_or_path):
             raise ValueError(
                 "prm_placement='adapter' shares the policy's base model, so prm_model_name_or_path and "

@@ -18,6 +18,7 @@ import logging
 import os
 from contextlib import contextmanager
 
+import datasets
 import torch
 from transformers.trainer import PREFIX_CHECKPOINT_DIR, TRAINER_STATE_NAME
 from transformers.trainer_utils import rotate_checkpoints
@@ -28,9 +29,11 @@ from prime_trl.checkpoint import (
     PRM_STATE_FILE,
     STAGING_DIR,
     load_generation_state,
+    load_sampling_state,
     publish,
     published_path,
     save_generation_state,
+    save_sampling_state,
 )
 from prime_trl.config import PRIMEConfig, prime_config_from_grpo
 from prime_trl.core import (
@@ -46,6 +49,17 @@ from prime_trl.estimators import (
 )
 from prime_trl.label_rule import resolve_label_rule
 from prime_trl.prm import PLACEMENTS, PRM_ADAPTER_NAME, CompletionBatch, OnlinePRM
+from prime_trl.sampling import (
+    DynamicSampler,
+    PromptStream,
+    Round,
+    deal_rows,
+    gather_rows,
+    row_layouts,
+    row_tensors,
+    sampling_metrics,
+    trim_padding,
+)
 from prime_trl.value import VALUE_ADAPTER_NAME, VALUE_PLACEMENTS, VALUE_STATE_FILE, ValueModel
 
 PRM_DIR = "prm"
@@ -139,6 +153,9 @@ class PRIMETrainer(GRPOTrainer):
             num_generations=self.num_generations,
         )
         self.value = self._build_value_model(value_placement, value_model) if value_placement else None
+        self.dynamic_sampler = None
+        if args.dynamic_sampling and train_dataset is not None:
+            self.dynamic_sampler = self._build_dynamic_sampler()
 
     @property
     def prm_in_use(self) -> bool:
@@ -208,8 +225,13 @@ class PRIMETrainer(GRPOTrainer):
         return self._outcome_rewards_per_func
 
     def _generate_and_score_completions(self, inputs):
-        output = super()._generate_and_score_completions(inputs)
-        rewards_per_func, self._outcome_rewards_per_func = self._outcome_rewards_per_func, None
+        if self.model.training and self.args.dynamic_sampling:
+            output, rewards_per_func = self._sample_informative_groups()  # its own prompts, same data order
+            if output["completion_ids"].size(0) == 0:  # rounds exhausted without one usable group: skip the step
+                return output
+        else:
+            output = super()._generate_and_score_completions(inputs)
+            rewards_per_func, self._outcome_rewards_per_func = self._outcome_rewards_per_func, None
         if not self.model.training:  # evaluation also comes through here: no PRM update, GRPO advantages
             return output
         return self._apply_prime(output, rewards_per_func)
@@ -231,7 +253,7 @@ class PRIMETrainer(GRPOTrainer):
 
         # 2. Accuracy filter on the label (correctness, as the authors' `acc`): whole groups whose mean lies in
         # [low, high]; a group with a row without a label is dropped (the outcome is NaN only where the label is).
-        keep_groups = accuracy_filter(labels, G, self.args.accuracy_lower_bound, self.args.accuracy_upper_bound)
+        keep_groups = self._informative_groups(labels)  # (P_global,)
         keep_rows = keep_groups.repeat_interleave(G)  # (B_global,)
         label_mean = labels.nanmean()
         # NaN rows sit in dropped groups, masked out of every loss; 0 keeps NaN out of the arithmetic.
@@ -323,6 +345,79 @@ class PRIMETrainer(GRPOTrainer):
                 float(prm_pairwise_accuracy(process_rewards[rows], scores[rows], kept_mask, self.num_generations))
             )
 
+    # -- dynamic sampling: train only on informative groups (prime_trl.sampling) -------------------------------
+    def _build_dynamic_sampler(self) -> DynamicSampler:
+        dataset = self.train_dataset
+        if dataset is None or isinstance(dataset, (torch.utils.data.IterableDataset, datasets.IterableDataset)):
+            raise ValueError("dynamic_sampling draws further prompts by index, so it needs a map-style "
+                             "train_dataset (not an IterableDataset); set dynamic_sampling=False to stream.")
+        if isinstance(dataset, datasets.Dataset):
+            dataset = self._remove_unused_columns(dataset, description="training")  # as the dataloader does
+        self._dynamic_rows = dataset
+        num_processes, spg = self.accelerator.num_processes, self.args.steps_per_generation
+        if num_processes > 1 and spg % self.args.gradient_accumulation_steps:
+            # a skipped generation batch must cover whole accumulation windows, or DDP's all-reduce would go unmatched
+            raise ValueError(
+                f"dynamic_sampling across processes needs steps_per_generation ({spg}) to be a multiple of "
+                f"gradient_accumulation_steps ({self.args.gradient_accumulation_steps})."
+            )
+        layouts = row_layouts(
+            self._tokenizer.pad_token_id, self.vllm_importance_sampling_mode.startswith("sequence")
+        )
+        return DynamicSampler(
+            PromptStream(len(dataset), self.args.seed, self.shuffle_dataset),
+            num_prompts=self.args.generation_batch_size // self.num_generations,
+            num_generations=self.num_generations,
+            max_rounds=self.args.max_sampling_rounds,
+            rows_multiple=num_processes * spg,
+            layouts=layouts,
+        )
+
+    def _sample_informative_groups(self) -> tuple[dict, torch.Tensor]:
+        """This process's share of a generation batch built from informative groups only, and the gathered
+        (B_trained, num_reward_funcs) rewards of all its rows."""
+        if self.dynamic_sampler is None:
+            self.dynamic_sampler = self._build_dynamic_sampler()
+        sampler, acc = self.dynamic_sampler, self.accelerator
+        sampled = sampler.sample(self._sample_round)
+        if sampled.exhausted and acc.is_main_process:
+            logger.warning(
+                f"dynamic_sampling: {sampled.num_rounds} rounds (max_sampling_rounds) found {sampled.num_informative} "
+                f"of the {sampled.num_wanted} informative groups a batch needs; training on {sampled.num_trained}."
+            )
+        for name, value in sampling_metrics(sampled).items():
+            self._metrics["train"][name].append(value)
+        local = deal_rows(sampled.batch, acc.process_index, acc.num_processes)
+        return trim_padding(local, sampler.layouts, self.pad_to_multiple_of), sampled.rewards
+
+    def _sample_round(self, prompts: list[int]) -> Round:
+        """Generate and score G completions of each prompt (GRPO), this process taking its share of the rows."""
+        rows = [index for index in prompts for _ in range(self.num_generations)]
+        share = len(rows) // self.accelerator.num_processes
+        start = self.accelerator.process_index * share
+        inputs = [self._dynamic_rows[i] for i in rows[start : start + share]]
+        output = row_tensors(super()._generate_and_score_completions(inputs), self.dynamic_sampler.layouts)
+        rewards, self._outcome_rewards_per_func = self._outcome_rewards_per_func, None  # gathered (B_round, F)
+        return Round(gather_rows(output, self.dynamic_sampler.layouts, self.accelerator), rewards,
+                     self._informative_groups(self.prm_label_rule(rewards, self.reward_weights)), prompts)
+
+    def _informative_groups(self, labels: torch.Tensor) -> torch.Tensor:
+        """(B,) PRM labels, NaN where unscorable -> (P,) bool: the groups PRIME's accuracy filter keeps."""
+        low, high = self.args.accuracy_lower_bound, self.args.accuracy_upper_bound
+        return accuracy_filter(labels, self.num_generations, low, high)
+
+    def training_step(self, model, inputs, num_items_in_batch):
+        try:
+            return super().training_step(model, inputs, num_items_in_batch)
+        except _NoRowsToTrain:  # every process skips the same micro-steps, so no collective goes unmatched
+            self._step += 1  # GRPO's micro-step counter, which its training_step advances after the loss
+            return torch.zeros((), device=self.accelerator.device)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self.model.training and inputs["completion_ids"].size(0) == 0:
+            raise _NoRowsToTrain  # dynamic sampling held no usable group: no forward, no backward
+        return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
     # -- saving and resuming -----------------------------------------------------------------------------
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
         """Save the policy as GRPO does, and the PRM to `<output_dir>/prm` (loadable with `from_pretrained`)."""
@@ -362,6 +457,8 @@ class PRIMETrainer(GRPOTrainer):
             os.makedirs(staged, exist_ok=True)
             if not self.args.save_only_model:
                 save_generation_state(staged, self.accelerator.process_index, self._step, self._buffered_inputs)
+                if self.dynamic_sampler is not None:
+                    save_sampling_state(staged, self.accelerator.process_index, self.dynamic_sampler.state_dict())
                 if self.args.should_save:
                     torch.save(self.prm.state_dict(), os.path.join(staged, PRM_STATE_FILE))
         finally:
@@ -404,6 +501,9 @@ class PRIMETrainer(GRPOTrainer):
         generation = load_generation_state(checkpoint, self.accelerator.process_index, self.accelerator.device)
         if generation is not None:
             self._step, self._buffered_inputs = generation
+        sampling = load_sampling_state(checkpoint, self.accelerator.process_index)
+        if sampling is not None and self.dynamic_sampler is not None:
+            self.dynamic_sampler.load_state_dict(sampling)
 
     def _load_value_model(self, checkpoint: str) -> None:
         if self.value is None:
@@ -426,6 +526,10 @@ class PRIMETrainer(GRPOTrainer):
             # On the CPU: load_state_dict copies onto the parameters' device (and safetensors refuses "cpu:0").
             state = load_file(os.path.join(prm_dir, "model.safetensors"), device="cpu")
             self.accelerator.unwrap_model(self.prm.model).load_state_dict(state, strict=False)
+
+
+class _NoRowsToTrain(Exception):
+    """Raised by compute_loss on a micro-batch without rows; training_step skips that micro-step."""
 
 
 # -- helpers: pure functions on the trainer's inputs ------------------------------------------------------

@@ -41,7 +41,8 @@ class ConciseProgress(TrainerCallback):
     """One progress bar with the few numbers worth watching, instead of a full log dict per step."""
 
     SHOWN = {"reward": "reward", "prm/accuracy": "prm_acc", "prm/heldout_pairwise_accuracy": "prm_heldout",
-             "prm/loss": "prm_loss", "filter/kept_fraction": "kept"}
+             "prm/loss": "prm_loss", "filter/kept_fraction": "kept", "sampling/rounds": "rounds",
+             "sampling/informative_fraction": "informative"}
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.bar = tqdm(total=state.max_steps, desc="PRIME", dynamic_ncols=True)
@@ -77,6 +78,7 @@ def run_rl(
     max_completion_length: int = 64,
     eval_every: int = 20,
     seed: int = 0,
+    dynamic_sampling: bool = False,
     reward_funcs=None,
     health_pool: RolloutPool | None = None,
     health_every: int | None = None,
@@ -117,6 +119,8 @@ def run_rl(
         prm_beta=prm_beta,
         prm_update=prm_update,
         process_reward_coef=process_reward_coef,
+        # False: the demo's recorded results (README) were measured with the masking filter
+        dynamic_sampling=dynamic_sampling,
         gradient_checkpointing=False,  # a 1M-parameter model: recomputation only costs time
         logging_steps=1,
         save_strategy="no",

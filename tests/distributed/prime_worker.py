@@ -7,6 +7,10 @@ advantages, the PRM loss and a checksum of the updated PRM.
 learn from and must still join every gradient all-reduce.
 `train`: two real training steps; every rank writes checksums of its policy and PRM weights.
 `train_adapter`: the same with policy and PRM as LoRA adapters on one base model.
+`dynamic_fixed`: dynamic sampling over two fixed rounds (each process sampling its share of a round, trimmed to
+its own lengths): the informative groups are gathered, dealt out again and run through PRIME's step.
+`train_dynamic`: two real training steps with dynamic sampling; every rank also writes the prompt numbers of the
+rows of each of its grad-enabled policy forwards.
 `PRIME_TEST_OPTIONS` (JSON) adds PRIMEConfig options, e.g. another advantage_estimator.
 """
 
@@ -75,6 +79,61 @@ def run_fixed(trainer):
     return result
 
 
+def fixed_rounds():
+    """Two rounds of 4 groups x 4 rows, prompts and completions of varied lengths. Group mean outcomes:
+    round 1: 0.5, 0, 1, 0.75 and round 2: 0, 0.25, 0.5, 1, so [0.25, 0.75] keeps groups 0, 3 then 1, 2."""
+    g = torch.Generator().manual_seed(1)
+    rounds = []
+    for k, means in enumerate(([0.5, 0, 1, 0.75], [0, 0.25, 0.5, 1])):
+        prompt_lengths = torch.randint(2, PROMPT_LEN + 1, (NUM_ROWS,), generator=g)
+        lengths = torch.randint(2, MAX_COMPLETION + 1, (NUM_ROWS,), generator=g)
+        prompt_mask = (torch.arange(PROMPT_LEN) >= PROMPT_LEN - prompt_lengths.unsqueeze(1)).long()
+        completion_mask = (torch.arange(MAX_COMPLETION) < lengths.unsqueeze(1)).long()
+        prompt_ids = torch.randint(3, 300, (NUM_ROWS, PROMPT_LEN), generator=g) * prompt_mask
+        prompt_ids[:, -1] = 10 * k + torch.arange(NUM_ROWS) // 4  # tags a row's round and group
+        batch = {"prompt_ids": prompt_ids, "prompt_mask": prompt_mask, "completion_mask": completion_mask,
+                 "completion_ids": torch.randint(3, 300, (NUM_ROWS, MAX_COMPLETION), generator=g) * completion_mask}
+        outcome = torch.tensor([float(i < m * 4) for m in means for i in range(4)]).unsqueeze(1)
+        rounds.append((batch, outcome))
+    return rounds
+
+
+def run_dynamic_fixed(trainer):
+    from prime_trl.sampling import Round, deal_rows, gather_rows, trim_padding
+
+    acc, rounds = trainer.accelerator, iter(fixed_rounds())
+    layouts = trainer.dynamic_sampler.layouts
+
+    def sample_round(prompts):  # each process "generates" its share, padded to its own lengths
+        batch, outcome = next(rounds)
+        local = trim_padding(deal_rows(batch, acc.process_index, acc.num_processes), layouts)
+        return Round(gather_rows(local, layouts, acc), outcome, trainer._informative_groups(outcome), prompts)
+
+    trainer._sample_round = sample_round
+    trainer.model.train()
+    output, rewards = trainer._sample_informative_groups()
+    trainer._apply_prime(dict(output), rewards)  # as in run_fixed: the second step has non-zero process rewards
+    result = prime_step_result(trainer, trainer._apply_prime(dict(output), rewards))
+    result.update(rows=output["completion_ids"].size(0), tags=output["prompt_ids"][:, -1].tolist(),
+                  widths=[output["prompt_ids"].size(1), output["completion_ids"].size(1)])
+    return result
+
+
+def prime_step_result(trainer, output):
+    advantages = trainer._gather_padded(output["advantages"])
+    metrics = {k: v[-1] for k, v in trainer._metrics["train"].items()}
+    return {"advantages": advantages.tolist(), "prm_checksum": checksum(trainer.prm.parameters), "metrics": metrics}
+
+
+def run_train_dynamic(trainer):
+    from tests.trainer.test_dynamic_sampling import GradRows
+
+    policy = GradRows(trainer.model, trainer.processing_class)
+    result = run_train(trainer)
+    result["forwards"] = policy.forwards
+    return result
+
+
 def run_train(trainer):
     trainer.train()
     return {"policy_checksum": policy_checksum(trainer), "prm_checksum": checksum(trainer.prm.parameters)}
@@ -86,9 +145,13 @@ def main(mode, out_path, model_dir, tmp_dir):
     # group mean outcomes are 0.5, 0.75, 0.0, 0.625: [0.25, 0.75] keeps groups 0, 1, 3 (rank 0 holds groups 0-1,
     # rank 1 groups 2-3); [0.7, 0.8] keeps group 1 alone
     low, high = (0.7, 0.8) if mode == "fixed_one_rank_empty" else (0.25, 0.75)
+    dynamic = mode in ("dynamic_fixed", "train_dynamic")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    # dynamic_fixed: a generation batch of 4 prompts (16 rows) whatever the process count
+    per_device = 16 // world if mode == "dynamic_fixed" else (4 if mode == "train_dynamic" else 8)
     # use_cpu would make accelerate drop DeepSpeed; without a GPU the device is the CPU anyway
     args = cpu_config(pathlib.Path(tmp_dir), use_cpu=os.environ.get("ACCELERATE_USE_DEEPSPEED") != "true",
-                      per_device_train_batch_size=8, max_steps=2,
+                      per_device_train_batch_size=per_device, max_steps=2, dynamic_sampling=dynamic,
                       accuracy_lower_bound=low, accuracy_upper_bound=high, prm_micro_batch_size=3,
                       **json.loads(os.environ.get("PRIME_TEST_OPTIONS", "{}")))
     peft_config = None
@@ -97,9 +160,14 @@ def main(mode, out_path, model_dir, tmp_dir):
 
         peft_config = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj"],
                                  task_type="CAUSAL_LM")
-    trainer = PRIMETrainer(model=model_dir, reward_funcs=parity_reward, args=args, train_dataset=toy_dataset(),
+    if mode == "train_dynamic":
+        from tests.trainer.test_dynamic_sampling import alternating_reward as reward
+    else:
+        reward = parity_reward
+    trainer = PRIMETrainer(model=model_dir, reward_funcs=reward, args=args, train_dataset=toy_dataset(),
                            peft_config=peft_config)
-    run = {"fixed": run_fixed, "fixed_one_rank_empty": run_fixed, "train": run_train, "train_adapter": run_train}
+    run = {"fixed": run_fixed, "fixed_one_rank_empty": run_fixed, "train": run_train, "train_adapter": run_train,
+           "dynamic_fixed": run_dynamic_fixed, "train_dynamic": run_train_dynamic}
     result = run[mode](trainer)
     acc = trainer.accelerator
     result.update(prm_wrapper=type(trainer.prm_model).__name__, policy_wrapper=type(trainer.model_wrapped).__name__,

@@ -133,3 +133,25 @@ def test_adapter_prm_under_zero3_fails_clearly(tiny_model_dir, tmp_path):
                    env={"PRIME_TEST_CPU_DEEPSPEED": "1"})
     assert proc.returncode != 0
     assert "prm_placement='adapter' does not work under DeepSpeed ZeRO-3" in proc.stderr
+
+
+def test_dynamic_sampling_deals_two_processes_the_batch_one_process_builds(tiny_model_dir, tmp_path):
+    (one,) = _run(1, "dynamic_fixed", tmp_path / "one", tiny_model_dir, tmp_path / "run1")
+    two = _run(2, "dynamic_fixed", tmp_path / "two", tiny_model_dir, tmp_path / "run2")
+    # rounds 1 and 2 keep groups 0, 3 and 11, 12 (tag = 10 * round + group): 4 groups, the batch's 4 prompts
+    assert one["tags"] == [0] * 4 + [3] * 4 + [11] * 4 + [12] * 4
+    assert two[0]["tags"] + two[1]["tags"] == one["tags"] and two[0]["rows"] == two[1]["rows"] == 8
+    for result in (one, *two):
+        assert result["metrics"]["sampling/rounds"] == 2 and result["metrics"]["sampling/informative_fraction"] == 0.5
+    a1, a2 = torch.tensor(one["advantages"]), torch.tensor(two[0]["advantages"])
+    assert (a1 != 0).all(dim=1).any() and (a1[:, 1:] - a1[:, :-1]).abs().max() > 1e-3
+    torch.testing.assert_close(a2, a1, atol=1e-5, rtol=1e-4)
+    assert two[0]["prm_checksum"] == two[1]["prm_checksum"] == pytest.approx(one["prm_checksum"], rel=1e-6)
+
+
+def test_dynamic_sampling_training_keeps_ranks_identical_and_equally_loaded(tiny_model_dir, tmp_path):
+    rank0, rank1 = _run(2, "train_dynamic", tmp_path / "dyn", tiny_model_dir, tmp_path / "run")
+    assert rank0["policy_checksum"] == rank1["policy_checksum"] and rank0["prm_checksum"] == rank1["prm_checksum"]
+    assert [len(f) for f in rank0["forwards"]] == [len(f) for f in rank1["forwards"]] == [4, 4]  # 2 steps, full
+    rows = [n for rank in (rank0, rank1) for forward in rank["forwards"] for n in forward]
+    assert all(n % 2 == 1 for n in rows)  # only the informative (odd) prompts reached the policy's gradient

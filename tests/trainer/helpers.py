@@ -33,6 +33,7 @@ def cpu_config(tmp_path, **overrides) -> PRIMEConfig:
         logging_steps=1,
         seed=0,
         disable_tqdm=True,
+        dynamic_sampling=False,  # these tests mean the masking filter; dynamic-sampling tests turn it on
     )
     kwargs.update(overrides)
     return PRIMEConfig(**kwargs)
