@@ -192,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
                     eval_every=args.eval_every or demo.rl_eval_every, seed=seed,
                     process_reward_norm=demo.process_reward_norm, prm_update="after" if coef else "none",
                     health_pool=pool if coef else None, health_every=args.steps or demo.rl_max_steps,
+                    dynamic_sampling=demo.dynamic_sampling,
                 )  # fmt: skip
                 saved = {"curve": curve, "health": history, "wall_s": time.time() - started_run}
                 with open(done, "w") as f:
