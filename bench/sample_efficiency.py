@@ -56,7 +56,11 @@ def mean_curve(curves: list[list[dict]]) -> list[dict]:
 
 
 def efficiency_ratio(mine: list[dict], other: list[dict]) -> float | None:
-    """other's budget / samples `mine` needs to reach other's final accuracy; None if never (or at 0 samples)."""
+    """other's budget / samples `mine` needs to reach other's final accuracy.
+
+    None if `mine` never reaches it, and also if it is there from the start (0 samples: no finite ratio);
+    `samples_to_reach` tells the two apart.
+    """
     needed = samples_to_reach(mine, other[-1]["accuracy"])
     return None if needed in (None, 0) else other[-1]["samples"] / needed
 
@@ -102,7 +106,9 @@ def print_report(report: dict, means: dict[str, list[dict]], num_eval: int) -> N
     print(f"PRIME - RLOO (paired): {diff['mean']:+.3f} ± {diff['ci95']:.3f}")
     for name in ("PRIME", "RLOO"):
         ratio, ci = report[f"{name}_sample_efficiency_vs_other"], report[f"{name}_sample_efficiency_vs_other_ci95"]
-        shown = "never reaches it" if ratio is None else f"x{ratio:.2f}"
+        needed = report[f"{name}_samples_to_reach_other_final"]
+        shown = {None: "never reaches it", 0.0: "at or above it before any sample (no ratio)"}.get(needed)
+        shown = shown or f"after {needed:.0f} samples, x{ratio:.2f}"
         print(f"{name} vs the other's final accuracy: {shown} (95% bootstrap over seeds: {ci}; "
               f"per seed {report[f'{name}_sample_efficiency_vs_other_per_seed']})")  # fmt: skip
 
@@ -186,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
                     eval_every=args.eval_every or demo.rl_eval_every, seed=seed,
                     process_reward_norm=demo.process_reward_norm, prm_update="after" if coef else "none",
                     health_pool=pool if coef else None, health_every=args.steps or demo.rl_max_steps,
+                    dynamic_sampling=demo.dynamic_sampling,
                 )  # fmt: skip
                 saved = {"curve": curve, "health": history, "wall_s": time.time() - started_run}
                 with open(done, "w") as f:

@@ -72,6 +72,9 @@ def test_efficiency_ratio_reads_the_other_methods_final_accuracy():
     assert bench.efficiency_ratio(_curve(0.5, 0.6, 0.8), _curve(0.5, 0.55, 0.6)) == pytest.approx(2.0)
     # RLOO never reaches PRIME's final 0.8
     assert bench.efficiency_ratio(_curve(0.5, 0.55, 0.6), _curve(0.5, 0.6, 0.8)) is None
+    # the other ended below where this one started: reached at 0 samples, no finite ratio
+    assert bench.samples_to_reach(_curve(0.5, 0.6), 0.4) == 0.0
+    assert bench.efficiency_ratio(_curve(0.5, 0.6), _curve(0.5, 0.4)) is None
 
 
 def test_summarize_paired_seeds_by_hand():

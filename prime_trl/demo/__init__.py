@@ -25,8 +25,8 @@ The PRM recipe (`DemoArguments` defaults; the library's defaults stay the author
   PPO's ratio clipping never acts;
 - the process term weighted 0.5 and left unnormalised (`process_reward_norm="none"`): the authors'
   batch_norm rescales even an untrained PRM's noise to the outcome's size, which collapsed this model.
-Dynamic sampling (refilling the batch with informative groups) is not used: it was not in the library
-when this recipe was set. What the recipe measured is in the README's Quickstart, with its command.
+Dynamic sampling (refilling the batch with informative groups) is off (`--dynamic_sampling`): it came
+to the library after these measurements and has not been measured here. What the recipe measured is in the README's Quickstart, with its command.
 The PRM's health is measured as it trains on a fixed pool of SFT rollouts of held-out prompts
 (`prm_pool.jsonl`, `prime_trl.prm_health`): held-out pairwise accuracy, length drift and how often the
 lowest-reward line is a wrong solution's first wrong line (`prime_trl.demo.task.first_wrong_step`).

@@ -128,6 +128,7 @@ def train_prime(args: DemoArguments, splits: dict[str, list[dict]], tokenizer, p
         process_reward_coef=args.process_reward_coef,
         health_pool=pool,
         health_every=args.prm_health_every,
+        dynamic_sampling=args.dynamic_sampling,
     )
     trainer.save_model()  # policy in DIR/prime, PRM in DIR/prime/prm
     return trainer, curve, health
