@@ -107,7 +107,8 @@ def run_dynamic_fixed(trainer):
     def sample_round(prompts):  # each process "generates" its share, padded to its own lengths
         batch, outcome = next(rounds)
         local = trim_padding(deal_rows(batch, acc.process_index, acc.num_processes), layouts)
-        return Round(gather_rows(local, layouts, acc), outcome, trainer._informative_groups(outcome), prompts)
+        labels = trainer.prm_label_rule(outcome, trainer.reward_weights)
+        return Round(gather_rows(local, layouts, acc), outcome, trainer._informative_groups(labels), prompts)
 
     trainer._sample_round = sample_round
     trainer.model.train()
