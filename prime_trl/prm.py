@@ -141,8 +141,11 @@ class OnlinePRM:
         num_mini_batches: int,
         loss_type: str = "ce",
         num_generations: int | None = None,
+        ref_type: str = "frozen",
+        policy: torch.nn.Module | None = None,
     ):
         self.placement = placement
+        self.ref_type, self.policy = ref_type, policy  # `prm_ref_type`; the policy serves the "policy" reference
         self.loss = PRM_LOSSES[loss_type]
         self.num_generations = num_generations
         self.accelerator = accelerator
@@ -174,9 +177,9 @@ class OnlinePRM:
             module = module.module if isinstance(module, DistributedDataParallel) else module
             return torch.cat([completion_logps(module, batch.rows(i)) for i in batch.split(self.micro_batch_size)])
 
-    def reference_logps(self, ref_type: str, policy, batch: CompletionBatch) -> torch.Tensor:
-        """log pi_ref of each completion token, (N, T), under `prm_ref_type` `ref_type` (`PRM_REFERENCES`)."""
-        return PRM_REFERENCES[ref_type](self, policy, batch)
+    def reference_logps(self, batch: CompletionBatch) -> torch.Tensor:
+        """log pi_ref of each completion token, (N, T), under this PRM's `prm_ref_type` (`PRM_REFERENCES`)."""
+        return PRM_REFERENCES[self.ref_type](self, self.policy, batch)
 
     def ref_logps(self, batch: CompletionBatch) -> torch.Tensor:
         """log pi_ref of each completion token, (N, T)."""
@@ -271,6 +274,10 @@ class OnlinePRM:
     def step(self, mode: str, batch: CompletionBatch, ref_logps: torch.Tensor, labels: torch.Tensor):
         """Rewards (N, T) and update metrics for one generation batch under `prm_update` mode `mode`."""
         return UPDATE_MODES[mode](self, batch, ref_logps, labels)
+
+    def learn(self, mode: str, batch: CompletionBatch, labels: torch.Tensor):
+        """`step` on one generation batch with this PRM's own reference pass: rewards (N, T) and metrics."""
+        return self.step(mode, batch, self.reference_logps(batch), labels)
 
     # -- persistence ------------------------------------------------------------------------------------
     def state_dict(self) -> dict:

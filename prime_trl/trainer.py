@@ -158,6 +158,8 @@ class PRIMETrainer(GRPOTrainer):
             num_mini_batches=args.prm_num_mini_batches,
             loss_type=args.prm_loss_type,
             num_generations=self.num_generations,
+            ref_type=args.prm_ref_type,
+            policy=self.model,
         )
         self.value = self._build_value_model(value_placement, value_model) if value_placement else None
         self.dynamic_sampler = None
@@ -278,9 +280,8 @@ class PRIMETrainer(GRPOTrainer):
         if self.prm_in_use:
             kept_local = keep_rows[local].nonzero().squeeze(1)
             kept_batch = batch.rows(kept_local)
-            ref_logps = self._prm_reference_logps(kept_batch)
-            process_rewards[kept_local], prm_metrics = self.prm.step(
-                self.args.prm_update, kept_batch, ref_logps, labels[local][kept_local]
+            process_rewards[kept_local], prm_metrics = self.prm.learn(
+                self.args.prm_update, kept_batch, labels[local][kept_local]
             )
 
         # 4. Advantages over the global batch, so they do not depend on how rows are split across processes.
@@ -299,10 +300,6 @@ class PRIMETrainer(GRPOTrainer):
         self._log_prime_metrics(prm_metrics, rewards_g, labels, mask_g, keep_rows, keep_groups)
         self._metrics["train"]["prm/label_mean"].append(label_mean.item())
         return output
-
-    def _prm_reference_logps(self, batch: CompletionBatch) -> torch.Tensor:
-        """(N, T) log pi_ref of the kept rows under `prm_ref_type`: the frozen reference, or the policy itself."""
-        return self.prm.reference_logps(self.args.prm_ref_type, self.model, batch)
 
     def _token_advantages(self, process_rewards, scores, mask, batch: CompletionBatch | None = None):
         """(B_global, T) advantages: preprocess process rewards, then the configured estimator (`ADVANTAGE_ESTIMATORS`).

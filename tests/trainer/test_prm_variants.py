@@ -24,11 +24,17 @@ def _changed(before, module):
 class ReferenceRecorder(PRIMETrainer):
     """Records the reference log-probs PRIME used and the policy's own log-probs of the same rows."""
 
-    def _prm_reference_logps(self, batch):
-        ref = super()._prm_reference_logps(batch)
-        with torch.no_grad():
-            self.recorded = (ref.clone(), completion_logps(self.model, batch).float())
-        return ref
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        reference_logps = self.prm.reference_logps
+
+        def recording(batch):
+            ref = reference_logps(batch)
+            with torch.no_grad():
+                self.recorded = (ref.clone(), completion_logps(self.model, batch).float())
+            return ref
+
+        self.prm.reference_logps = recording
 
 
 @pytest.mark.slow
