@@ -30,6 +30,7 @@ import torch
 from transformers import TrainerCallback
 
 from prime_trl.core import error_localisation, length_correlation, prm_pairwise_accuracy
+from prime_trl.evaluation.jsonl import read_jsonl
 from prime_trl.generation import generate_texts, pad_token_id, render_prompt
 from prime_trl.implicit_prm import build_completion_batch, encode_response, step_spans, token_step_ids
 from prime_trl.prm import CompletionBatch
@@ -94,8 +95,7 @@ class RolloutPool:
 
 
 def load_rollout_pool(path: str) -> RolloutPool:
-    with open(path) as f:
-        return RolloutPool.from_records([json.loads(line) for line in f if line.strip()])
+    return RolloutPool.from_records(read_jsonl(path))
 
 
 def sample_rollout_pool(
