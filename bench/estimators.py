@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -21,18 +20,8 @@ import time
 import torch
 
 ESTIMATORS = ("rloo", "reinforce", "grpo", "ppo")
-# two-sided 95% Student t quantiles by degrees of freedom (n - 1); 1.96 beyond the table
-T_QUANTILE_95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
-
-
-def mean_ci95(values: list[float]) -> tuple[float, float]:
-    """(mean, half-width of the 95% confidence interval of the mean); the half-width is NaN for one value."""
-    n = len(values)
-    mean = sum(values) / n
-    if n < 2:
-        return mean, float("nan")
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    return mean, T_QUANTILE_95.get(n - 1, 1.96) * std / math.sqrt(n)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from intervals import mean_ci, paired_difference_ci  # noqa: E402  (bench/intervals.py, the shared statistics)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,9 +76,9 @@ def main(argv: list[str] | None = None) -> int:
           f"mean +- 95% CI over seeds {args.seeds}:")  # fmt: skip
     for estimator in args.estimators:
         on, off = final[f"{estimator}+process"], final[estimator]
-        gain = mean_ci95([a - b for a, b in zip(on, off)])  # paired by seed
+        gain = paired_difference_ci(on, off)  # paired by seed
         report[f"{estimator}_process_gain"] = gain
-        (m_on, h_on), (m_off, h_off) = mean_ci95(on), mean_ci95(off)
+        (m_on, h_on), (m_off, h_off) = mean_ci(on), mean_ci(off)
         print(f"{estimator:>10}: with process rewards {m_on:.3f} +- {h_on:.3f}, without {m_off:.3f} +- {h_off:.3f}, "
               f"gain {gain[0]:+.3f} +- {gain[1]:.3f}")  # fmt: skip
     with open(os.path.join(out_dir, "estimators.json"), "w") as f:
