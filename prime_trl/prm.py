@@ -12,6 +12,7 @@ Two placements (`PLACEMENTS`):
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
@@ -86,31 +87,61 @@ class SeparatePRM:
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
         return [p for p in self.model.parameters() if p.requires_grad]
 
+    def load(self, prm_dir: str) -> None:
+        module = self.model.module if isinstance(self.model, DistributedDataParallel) else self.model
+        load_full_weights(module, prm_dir)
 
-class AdapterPRM:
-    """The PRM is the adapter `name` on the policy's PEFT model; the reference is the base, adapters off.
 
-    PEFT sets `requires_grad` only on the active adapter, so the PRM's forward, backward and optimizer
-    step must all run inside `prm_scope()`, or its gradients come out None: PEFT's `set_adapter` turns
-    `requires_grad` off for every inactive adapter.
+def load_full_weights(model: torch.nn.Module, model_dir: str) -> None:
+    """Load the weights `save_pretrained` wrote to `model_dir` into `model` (tied weights are stored once).
+
+    Read on the CPU: `load_state_dict` copies onto the parameters' device, and safetensors refuses accelerate's
+    "cpu:0" device name."""
+    from safetensors.torch import load_file
+
+    model.load_state_dict(load_file(os.path.join(model_dir, "model.safetensors"), device="cpu"), strict=False)
+
+
+class NamedAdapter:
+    """One named LoRA adapter on the policy's PEFT model, the base shared and frozen.
+
+    PEFT sets `requires_grad` only on the active adapter (its `set_adapter` turns it off for every inactive one),
+    so this adapter's forward, backward and optimizer step must all run inside `scope()`, or its gradients come
+    out None.
     """
 
-    def __init__(self, peft_model, name: str = PRM_ADAPTER_NAME):
+    def __init__(self, peft_model, name: str):
         self.model = peft_model
         self.name = name
 
     @contextmanager
-    def prm_scope(self):
+    def scope(self):
         with use_adapter(self.model, self.name):
             yield self.model
+
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        return [p for n, p in self.model.named_parameters() if f".{self.name}." in n]
+
+    def load(self, adapter_dir: str) -> None:
+        from peft import set_peft_model_state_dict
+        from peft.utils import load_peft_weights
+
+        set_peft_model_state_dict(self.model, load_peft_weights(adapter_dir), adapter_name=self.name)
+
+
+class AdapterPRM(NamedAdapter):
+    """The PRM is the adapter `name` on the policy's PEFT model; the reference is the base, adapters off."""
+
+    def __init__(self, peft_model, name: str = PRM_ADAPTER_NAME):
+        super().__init__(peft_model, name)
+
+    def prm_scope(self):
+        return self.scope()
 
     @contextmanager
     def ref_scope(self):
         with use_adapter(self.model, None):
             yield self.model
-
-    def trainable_parameters(self) -> list[torch.nn.Parameter]:
-        return [p for n, p in self.model.named_parameters() if f".{self.name}." in n]
 
 
 PLACEMENTS = {"separate": SeparatePRM, "adapter": AdapterPRM}

@@ -519,17 +519,7 @@ class PRIMETrainer(GRPOTrainer):
     def _load_prm_weights(self, prm_dir: str) -> None:
         if not os.path.isdir(prm_dir):
             raise FileNotFoundError(f"Checkpoint has no PRM at {prm_dir}; it was not written by PRIMETrainer.")
-        if self.prm_placement == "adapter":
-            from peft import set_peft_model_state_dict
-            from peft.utils import load_peft_weights
-
-            set_peft_model_state_dict(self.model, load_peft_weights(prm_dir), adapter_name=PRM_ADAPTER_NAME)
-        else:
-            from safetensors.torch import load_file
-
-            # On the CPU: load_state_dict copies onto the parameters' device (and safetensors refuses "cpu:0").
-            state = load_file(os.path.join(prm_dir, "model.safetensors"), device="cpu")
-            self.accelerator.unwrap_model(self.prm.model).load_state_dict(state, strict=False)
+        self.prm.placement.load(prm_dir)
 
 
 class _NoRowsToTrain(Exception):

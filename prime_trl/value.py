@@ -14,10 +14,9 @@ import os
 from contextlib import contextmanager
 
 import torch
-from trl.trainer.utils import use_adapter
 
 from prime_trl.core import clipped_value_loss, explained_variance
-from prime_trl.prm import CompletionBatch, _gradient_buckets
+from prime_trl.prm import CompletionBatch, NamedAdapter, _gradient_buckets, load_full_weights
 
 VALUE_ADAPTER_NAME = "value"
 VALUE_STATE_FILE = "value_state.pt"
@@ -53,37 +52,18 @@ class SeparateValue:
     def save(self, output_dir: str) -> None:
         self.model.save_pretrained(output_dir)
 
-    def load(self, value_dir: str, device) -> None:
-        from safetensors.torch import load_file
-
-        state = load_file(os.path.join(value_dir, "model.safetensors"), device=str(device))
-        self.model.load_state_dict(state, strict=False)  # tied weights are stored once
+    def load(self, value_dir: str) -> None:
+        load_full_weights(self.model, value_dir)
 
 
-class AdapterValue:
+class AdapterValue(NamedAdapter):
     """The value model is the adapter `name` on the policy's PEFT model plus the head (base shared, frozen)."""
 
     def __init__(self, peft_model, name: str = VALUE_ADAPTER_NAME):
-        self.model = peft_model
-        self.name = name
-
-    @contextmanager
-    def scope(self):
-        # PEFT sets requires_grad only on the active adapter: forward, backward and step all run in here
-        with use_adapter(self.model, self.name):
-            yield self.model
-
-    def trainable_parameters(self) -> list[torch.nn.Parameter]:
-        return [p for n, p in self.model.named_parameters() if f".{self.name}." in n]
+        super().__init__(peft_model, name)
 
     def save(self, output_dir: str) -> None:
         pass  # the policy's save_pretrained already writes every adapter, this one into `value/`
-
-    def load(self, value_dir: str, device) -> None:
-        from peft import set_peft_model_state_dict
-        from peft.utils import load_peft_weights
-
-        set_peft_model_state_dict(self.model, load_peft_weights(value_dir, device=str(device)), adapter_name=self.name)
 
 
 VALUE_PLACEMENTS = {"separate": SeparateValue, "adapter": AdapterValue}
@@ -193,7 +173,7 @@ class ValueModel:
         if not os.path.isdir(value_dir):
             raise FileNotFoundError(f"Checkpoint has no value model at {value_dir}; it was not written with 'ppo'.")
         device = self.accelerator.device
-        self.placement.load(value_dir, device)
+        self.placement.load(value_dir)
         self.head.load_state_dict(torch.load(os.path.join(value_dir, VALUE_HEAD_FILE), map_location=device))
 
     def state_dict(self) -> dict:
