@@ -90,14 +90,6 @@ class LoadReport:
         return self.num_rows - self.num_kept
 
 
-# ---------------------------------------------------------------------------------------------
-# Answer extraction: the math verifier's own `\\boxed{}` reader, so a reference answer is read the way
-# the verifier reads completions (`last_boxed_content` is its name here, kept for existing callers).
-# ---------------------------------------------------------------------------------------------
-
-last_boxed_content = last_boxed
-
-
 def gsm8k_final_answer(answer: str) -> str | None:
     """The number after the last "####" of a GSM8K answer, thousands separators removed."""
     if "####" not in answer:

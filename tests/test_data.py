@@ -10,9 +10,9 @@ from prime_trl.data import (
     BadRowError,
     detect_schema,
     gsm8k_final_answer,
-    last_boxed_content,
     load_prime_dataset,
 )
+from prime_trl.verifiers.math_verifier import last_boxed
 
 
 def read_jsonl(path):
@@ -70,10 +70,10 @@ def test_detect_schema_rejects_unknown_columns():
 
 
 def test_extractors():
-    assert last_boxed_content("a \\boxed{1} then \\boxed{\\frac{1}{2}}.") == "\\frac{1}{2}"
-    assert last_boxed_content("\\fbox{3}") == "3"
-    assert last_boxed_content("no box") is None
-    assert last_boxed_content("\\boxed{unclosed") is None
+    assert last_boxed("a \\boxed{1} then \\boxed{\\frac{1}{2}}.") == "\\frac{1}{2}"
+    assert last_boxed("\\fbox{3}") == "3"
+    assert last_boxed("no box") is None
+    assert last_boxed("\\boxed{unclosed") is None
     assert gsm8k_final_answer("x\n#### 2,048") == "2048"
     assert gsm8k_final_answer("no marker") is None
 

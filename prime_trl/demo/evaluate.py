@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from prime_trl.data import last_boxed_content
 from prime_trl.generation import generate_texts
+from prime_trl.verifiers.math_verifier import last_boxed
 
 
 def is_correct(completion: str, ground_truth: str) -> bool:
@@ -12,7 +12,7 @@ def is_correct(completion: str, ground_truth: str) -> bool:
     Real data goes through `prime_trl.verifiers` (math-verify / PRIME's grader); the demo's answers
     are plain integers, so string equality after stripping is exact.
     """
-    answer = last_boxed_content(completion)
+    answer = last_boxed(completion)
     return answer is not None and answer.replace(" ", "") == ground_truth.strip()
 
 
