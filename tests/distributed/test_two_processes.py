@@ -75,6 +75,8 @@ def test_two_processes_give_the_same_advantages_as_one(tiny_model_dir, tmp_path,
 ESTIMATOR_OPTIONS = {
     "ppo_dpo_policy_ref": dict(advantage_estimator="ppo", value_learning_rate=1e-2, prm_loss_type="dpo",
                                prm_ref_type="policy"),
+    "grpo": dict(advantage_estimator="grpo"),
+    "reinforce": dict(advantage_estimator="reinforce"),
 }
 
 
