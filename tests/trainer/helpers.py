@@ -1,6 +1,7 @@
 """Small builders shared by the trainer tests: a toy dataset, a toy verifier, a CPU PRIMEConfig."""
 
 from datasets import Dataset
+from transformers import TrainerCallback
 
 from prime_trl import PRIMEConfig
 
@@ -42,3 +43,14 @@ def cpu_config(tmp_path, **overrides) -> PRIMEConfig:
 def half_solvable_reward(completions, solvable, **kwargs) -> list[float]:
     """Parity on solvable prompts, 0 on the rest: a batch then has groups both inside and outside the band."""
     return [score if ok else 0.0 for score, ok in zip(parity_reward(completions), solvable)]
+
+
+class StopAfter(TrainerCallback):
+    """Stops training after optimizer step `step`, as a crash would (for the resume tests)."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            control.should_training_stop = True

@@ -6,7 +6,6 @@ import math
 import pytest
 import torch
 from peft import LoraConfig
-from transformers import TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
 from prime_trl import PRIMETrainer
@@ -19,7 +18,7 @@ from prime_trl.core import (
     reinforce_returns,
     rloo_returns_paper_eq5,
 )
-from tests.trainer.helpers import cpu_config, parity_reward, toy_dataset
+from tests.trainer.helpers import StopAfter, cpu_config, parity_reward, toy_dataset
 
 LORA = dict(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
 
@@ -105,15 +104,6 @@ def test_ppo_value_adapter_trains_alone(tiny_model_dir, tmp_path):
     assert _changed(before, trainer.model, ".default.") > 0 and _changed(before, trainer.model, ".prm.") > 0
     base = {n for n in before if "lora_" not in n}
     assert sum(not torch.equal(before[n], p) for n, p in trainer.model.named_parameters() if n in base) == 0
-
-
-class StopAfter(TrainerCallback):
-    def __init__(self, step):
-        self.step = step
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == self.step:
-            control.should_training_stop = True
 
 
 def _ppo_trainer(model_dir, out, peft):

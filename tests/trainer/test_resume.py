@@ -5,20 +5,10 @@ import os
 import pytest
 import torch
 from peft import LoraConfig
-from transformers import TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
 from prime_trl import PRIMETrainer
-from tests.trainer.helpers import cpu_config, parity_reward, toy_dataset
-
-
-class StopAfter(TrainerCallback):
-    def __init__(self, step):
-        self.step = step
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == self.step:
-            control.should_training_stop = True
+from tests.trainer.helpers import StopAfter, cpu_config, parity_reward, toy_dataset
 
 
 def _trainer(model_dir, out, peft):
