@@ -7,6 +7,7 @@ import torch
 from prime_trl.demo.task import (
     DATA_SOURCE,
     Problem,
+    first_wrong_char,
     first_wrong_step,
     first_wrong_step_of_row,
     generate_problems,
@@ -194,3 +195,14 @@ def test_first_wrong_step_finds_the_first_line_that_slips():
     assert first_wrong_step_of_row(row, slip) == 1
     with pytest.raises(ValueError, match="not a demo question"):
         parse_question("What is the answer?")
+
+
+def test_first_wrong_char_points_at_the_slip():
+    problem = Problem((12, 7, 3, 5), ("+", "*", "-"))
+    slip = problem.solution.replace("19 * 3 = 57", "19 * 3 = 47")
+    # "12 + 7 = 19\n" is 12 characters, "19 * 3 = " 9 more: the "4" is character 21
+    assert first_wrong_char(problem, slip) == 21 and slip[21] == "4"
+    assert first_wrong_char(problem, problem.solution) is None
+    assert first_wrong_char(problem, problem.solution + "\n") is None  # trailing whitespace is not a step
+    assert first_wrong_char(problem, "12 + 7 = 19") == 11  # stopped early: where it ends
+    assert first_wrong_char(problem, problem.solution + " 1") == len(problem.solution)  # ran on

@@ -82,6 +82,7 @@ def run_rl(
     reward_funcs=None,
     health_pool: RolloutPool | None = None,
     health_every: int | None = None,
+    trainer_cls: type[PRIMETrainer] = PRIMETrainer,
     **config_overrides,
 ):
     """Train from `sft_dir` with PRIME; `process_reward_coef=0` gives the paper's outcome-only RLOO baseline.
@@ -91,6 +92,7 @@ def run_rl(
     policy takes `policy_mini_batches` optimizer steps on each (TRL's `steps_per_generation`), so PPO's ratio
     clipping acts from the second mini-batch on. With a `health_pool`, the PRM's health on it is logged as
     `prm/heldout_*` every `health_every` generation batches (default `eval_every`).
+    `trainer_cls` lets a benchmark swap in a PRIMETrainer subclass (bench/oracle_credit.py's oracle PRM).
     Returns (trainer, accuracy curve, PRM-health history: [] without a pool).
     """
     from datasets import Dataset
@@ -129,7 +131,7 @@ def run_rl(
         **config_overrides,
     )
     curve = HeldOutAccuracy(evaluate, eval_every * policy_mini_batches, rows_per_step)
-    trainer = PRIMETrainer(
+    trainer = trainer_cls(
         model=sft_dir,
         reward_funcs=reward_funcs or [math_reward],
         args=args,

@@ -211,6 +211,19 @@ def first_wrong_step(problem: Problem, completion: str) -> int | None:
     return None
 
 
+def first_wrong_char(problem: Problem, completion: str) -> int | None:
+    """Offset of the first character of `completion` that leaves the worked solution; None if it is the solution.
+
+    Finer than `first_wrong_step`: in "19 * 3 = 47" it points at the "4", the token a slip is made on. A completion
+    that stops early leaves the solution where it ends; one that runs on, where the solution ends.
+    """
+    solution = problem.solution
+    if completion.rstrip() == solution:  # offsets index `completion` as given, so only trailing space is ignored
+        return None
+    common = min(len(completion), len(solution))
+    return next((c for c in range(common) if completion[c] != solution[c]), common)
+
+
 def first_wrong_step_of_row(row: dict, completion: str) -> int | None:
     """`first_wrong_step` for a prompt row of this task (the problem is read back from the question)."""
     return first_wrong_step(parse_question(row["prompt"][-1]["content"]), completion)

@@ -1,0 +1,153 @@
+"""How much dense credit can pay on the demo task: PRIME's estimator fed the task's own first wrong token.
+
+The demo's task knows where every wrong solution first leaves the worked one, so it can stand in for a
+perfect PRM: r_t = -1 on that token of a wrong rollout, 0 everywhere else. Three arms per seed, all from
+the same SFT start (a `prime-trl demo` output directory) with the demo's RL settings:
+- "rloo":    outcome-only RLOO (process_reward_coef 0, no PRM pass);
+- "oracle":  the same plus the oracle's process returns (process_reward_coef, gamma_process below);
+- "learned": the same plus the demo's learned implicit PRM, with the same coefficient and discount.
+Prints the final greedy held-out accuracy as mean +- 95% CI over seeds, and each arm's paired gain over
+"rloo"; writes `oracle_credit.json`. The oracle's gain is the ceiling a learned PRM could approach with this
+estimator and discount; a gain whose CI contains 0 is noise.
+
+    python bench/oracle_credit.py --demo-dir prime-demo --seeds 0 1 2 --gamma-process 1.0 0.9
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+
+import torch
+
+from prime_trl.demo.task import first_wrong_char, parse_question
+from prime_trl.trainer import PRIMETrainer
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from intervals import mean_ci, paired_difference_ci  # noqa: E402  (bench/intervals.py, the shared statistics)
+
+QUESTION = re.compile(r"Compute [^.]*\.")
+
+
+def first_wrong_token(completion_ids: list[int], tokenizer, problem) -> int | None:
+    """Index of the completion token holding the first character that leaves `problem`'s worked solution.
+
+    Decodes growing prefixes, so a character is found in the token that completes it (byte-level merges
+    included). None for the worked solution itself; the last token for a completion that only runs on.
+    """
+    texts = [tokenizer.decode(completion_ids[: k + 1], skip_special_tokens=True) for k in range(len(completion_ids))]
+    offset = first_wrong_char(problem, texts[-1] if texts else "")
+    if offset is None or not texts:
+        return None
+    return next((k for k, text in enumerate(texts) if len(text) > offset), len(texts) - 1)
+
+
+class OracleProcessRewards:
+    """Stands in for the trainer's online PRM: `learn` returns r_t = -1 on each wrong row's first wrong token."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+
+    def learn(self, mode: str, batch, labels: torch.Tensor):
+        """(N, T) oracle rewards for a `CompletionBatch` and its (N,) labels (1 = correct); no metrics."""
+        T = batch.completion_mask.size(1)
+        rewards = torch.zeros(batch.completion_mask.shape)
+        for i in range(len(batch)):
+            if labels[i] >= 0.5:
+                continue
+            prompt_ids = batch.input_ids[i, :-T][batch.attention_mask[i, :-T].bool()]
+            question = QUESTION.search(self.tokenizer.decode(prompt_ids, skip_special_tokens=True)).group(0)
+            ids = batch.input_ids[i, -T:][batch.completion_mask[i].bool()].tolist()
+            k = first_wrong_token(ids, self.tokenizer, parse_question(question))
+            rewards[i, len(ids) - 1 if k is None else k] = -1.0  # k is None: the label and the text disagree
+        return rewards, {}
+
+
+class OracleCreditTrainer(PRIMETrainer):
+    """PRIMETrainer whose process rewards come from the task's first wrong token instead of a PRM."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.prm = OracleProcessRewards(self.processing_class)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--demo-dir", required=True, help="output of `prime-trl demo` (its sft/ and eval.json)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--gamma-process", type=float, nargs="+", default=[1.0, 0.9],
+                        help="discounts of the process returns to compare (the authors' 1.0 first)")  # fmt: skip
+    parser.add_argument("--process-coef", type=float, default=None, help="default: the demo's process_reward_coef")
+    parser.add_argument("--arms", nargs="+", default=["oracle", "learned"], choices=["oracle", "learned"])
+    parser.add_argument("--steps", type=int, default=20, help="RL generation batches per run")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--output-dir", default=None, help="default: <demo-dir>/oracle_credit")
+    args = parser.parse_args(argv)
+
+    from transformers import AutoTokenizer
+
+    from prime_trl.demo import DemoArguments, demo_splits, evaluate_accuracy, run_rl
+
+    torch.set_num_threads(args.threads)
+    demo = DemoArguments(**json.load(open(os.path.join(args.demo_dir, "eval.json")))["args"])
+    splits = demo_splits(demo)
+    sft_dir = os.path.join(args.demo_dir, "sft")
+    tokenizer = AutoTokenizer.from_pretrained(sft_dir)
+    out_dir = args.output_dir or os.path.join(args.demo_dir, "oracle_credit")
+    os.makedirs(out_dir, exist_ok=True)
+    coef = demo.process_reward_coef if args.process_coef is None else args.process_coef
+
+    def accuracy(model):
+        return evaluate_accuracy(model, tokenizer, splits["eval"], demo.max_completion_length,
+                                 demo.eval_batch_size, progress=False)["accuracy"]  # fmt: skip
+
+    def train(name: str, seed: int, **settings) -> float:
+        print(f"== seed {seed}: {name}", flush=True)
+        _, curve, _ = run_rl(
+            sft_dir, tokenizer, splits["rl"], os.path.join(out_dir, f"run-{seed}-{name}"), accuracy,
+            max_steps=args.steps, prompts_per_step=demo.rl_prompts_per_step,
+            policy_mini_batches=demo.policy_mini_batches, prm_num_mini_batches=demo.prm_num_mini_batches,
+            num_generations=demo.num_generations, learning_rate=demo.rl_learning_rate,
+            prm_learning_rate=demo.prm_learning_rate, prm_beta=demo.prm_beta,
+            max_completion_length=demo.max_completion_length, eval_every=args.steps, seed=seed,
+            process_reward_norm=demo.process_reward_norm, **settings,
+        )  # fmt: skip
+        return curve[-1]["accuracy"]
+
+    final: dict[str, list[float]] = {}
+    started = time.time()
+    for seed in args.seeds:
+        final.setdefault("rloo", []).append(train("rloo", seed, process_reward_coef=0.0, prm_update="none"))
+        for gamma in args.gamma_process:
+            for arm in args.arms:
+                name = f"{arm}-gamma{gamma:g}"
+                oracle = arm == "oracle"
+                final.setdefault(name, []).append(train(
+                    name, seed, process_reward_coef=coef, gamma_process=gamma,
+                    prm_update="none" if oracle else "after",
+                    trainer_cls=OracleCreditTrainer if oracle else PRIMETrainer,
+                ))  # fmt: skip
+
+    report = {"seeds": args.seeds, "steps": args.steps, "process_reward_coef": coef, "final_accuracy": final,
+              "wall_s": time.time() - started}  # fmt: skip
+    print(f"\nfinal held-out greedy accuracy ({len(splits['eval'])} problems) after {args.steps} steps, "
+          f"mean +- 95% CI over seeds {args.seeds}; gain = paired difference with rloo:")  # fmt: skip
+    for name, values in final.items():
+        mean, half = mean_ci(values)
+        line = f"{name:>20}: {mean:.3f} +- {half:.3f}"
+        if name != "rloo":
+            report[f"{name}_gain"] = gain = paired_difference_ci(values, final["rloo"])
+            line += f", gain {gain[0]:+.3f} +- {gain[1]:.3f}"
+        print(line)
+    with open(os.path.join(out_dir, "oracle_credit.json"), "w") as f:
+        json.dump(report, f, indent=2)
+    print(f"wrote {out_dir}/oracle_credit.json ({report['wall_s']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
