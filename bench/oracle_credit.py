@@ -24,26 +24,13 @@ import time
 
 import torch
 
-from prime_trl.demo.task import first_wrong_char, parse_question
+from prime_trl.demo.task import first_wrong_token, parse_question
 from prime_trl.trainer import PRIMETrainer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from intervals import mean_ci, paired_difference_ci  # noqa: E402  (bench/intervals.py, the shared statistics)
 
 QUESTION = re.compile(r"Compute [^.]*\.")
-
-
-def first_wrong_token(completion_ids: list[int], tokenizer, problem) -> int | None:
-    """Index of the completion token holding the first character that leaves `problem`'s worked solution.
-
-    Decodes growing prefixes, so a character is found in the token that completes it (byte-level merges
-    included). None for the worked solution itself; the last token for a completion that only runs on.
-    """
-    texts = [tokenizer.decode(completion_ids[: k + 1], skip_special_tokens=True) for k in range(len(completion_ids))]
-    offset = first_wrong_char(problem, texts[-1] if texts else "")
-    if offset is None or not texts:
-        return None
-    return next((k for k, text in enumerate(texts) if len(text) > offset), len(texts) - 1)
 
 
 class OracleProcessRewards:
@@ -62,7 +49,7 @@ class OracleProcessRewards:
             prompt_ids = batch.input_ids[i, :-T][batch.attention_mask[i, :-T].bool()]
             question = QUESTION.search(self.tokenizer.decode(prompt_ids, skip_special_tokens=True)).group(0)
             ids = batch.input_ids[i, -T:][batch.completion_mask[i].bool()].tolist()
-            k = first_wrong_token(ids, self.tokenizer, parse_question(question))
+            k = first_wrong_token(parse_question(question), ids, self.tokenizer)
             rewards[i, len(ids) - 1 if k is None else k] = -1.0  # k is None: the label and the text disagree
         return rewards, {}
 

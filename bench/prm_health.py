@@ -6,6 +6,10 @@ metrics come out for:
 - "reference log-likelihood": r_t = log pi_ref(y_t | y_<t), the score an untrained model already gives; an
   implicit PRM is worth its training only where it beats this;
 - "PRM" (with `--prm`): the implicit reward r_t = beta * log(pi_prm / pi_ref).
+With `--demo-slips` (a pool of the demo's arithmetic task, which knows where each wrong rollout first leaves
+its worked solution), it also prints each model's mean token reward on wrong rollouts before, at and after
+that first wrong token and on right rollouts, and per digit: dense credit needs the first wrong token to
+stand out, and a digit that scores low everywhere is a feature the policy can chase, not a slip.
 
     python bench/prm_health.py --pool prime-demo/prm_pool.jsonl --ref prime-demo/sft \\
         --prm prime-demo/prime/prm --step-separators '\\n'
@@ -17,6 +21,42 @@ import argparse
 import json
 import sys
 
+import torch
+
+SLIP_PARTS = ("wrong: before", "wrong: first wrong token", "wrong: after", "right")
+
+
+def slip_breakdown(rows: list[torch.Tensor], completion_ids: list[list[int]], scores: torch.Tensor,
+                   problems: list, tokenizer) -> dict[str, dict[str, float]]:  # fmt: skip
+    """Mean, std and count of r_t in each of `SLIP_PARTS` and on each digit token ("digit 0" ... "digit 9").
+
+    rows[i]: (|y_i|,) token rewards of pool row i; completion_ids[i] its tokens; scores: (N,) outcomes, >= 0.5
+    right; problems[i]: the row's `prime_trl.demo.task.Problem`. A wrong row whose text is the worked solution
+    (a label the text disagrees with) is left out of the parts.
+    """
+    from prime_trl.demo.task import first_wrong_token
+
+    parts: dict[str, list[float]] = {name: [] for name in SLIP_PARTS}
+    for rewards, ids, score, problem in zip(rows, completion_ids, scores.tolist(), problems):
+        values = rewards.tolist()
+        if score >= 0.5:
+            parts["right"] += values
+            continue
+        k = first_wrong_token(problem, ids, tokenizer)
+        if k is not None:
+            parts["wrong: before"] += values[:k]
+            parts["wrong: first wrong token"].append(values[k])
+            parts["wrong: after"] += values[k + 1 :]
+    digits = [tokenizer.convert_tokens_to_ids(str(d)) for d in range(10)]
+    for d, token in enumerate(digits):
+        parts[f"digit {d}"] = [v for r, ids in zip(rows, completion_ids) for v, t in zip(r.tolist(), ids) if t == token]
+    summary = {}
+    for name, values in parts.items():
+        t = torch.tensor(values, dtype=torch.float64)
+        std = t.std().item() if len(values) > 1 else float("nan")
+        summary[name] = {"mean": t.mean().item() if values else float("nan"), "std": std, "n": len(values)}
+    return summary
+
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -26,31 +66,45 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--beta", type=float, default=1.0, help="only scales the PRM's rewards; the metrics ignore it")
     p.add_argument("--step-separators", nargs="+", default=["\\n\\n"], help="escapes \\n and \\t are read")
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--demo-slips", action="store_true", help="the pool is the demo task's: break rewards down by slip")
     args = p.parse_args(argv)
 
-    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from prime_trl.generation import pad_token_id
     from prime_trl.implicit_prm import ImplicitPRM
     from prime_trl.prm import completion_logps
-    from prime_trl.prm_health import HEALTH_KEYS, load_rollout_pool, prm_health, tokenize_pool
+    from prime_trl.prm_health import HEALTH_KEYS, load_rollout_pool, pool_token_rewards, prm_health, tokenize_pool
     from prime_trl.scripts.rerank import parse_separators
 
     torch.set_num_threads(1)
     tokenizer = AutoTokenizer.from_pretrained(args.ref)
-    pool = tokenize_pool(load_rollout_pool(args.pool), tokenizer, parse_separators(args.step_separators))
+    rollouts = load_rollout_pool(args.pool)
+    pool = tokenize_pool(rollouts, tokenizer, parse_separators(args.step_separators))
     ref = AutoModelForCausalLM.from_pretrained(args.ref).eval()
     pad = pad_token_id(tokenizer)
-    with torch.no_grad():
-        results = {"reference log-likelihood": prm_health(lambda b: completion_logps(ref, b), pool, pad,
-                                                          args.batch_size)}  # fmt: skip
+    scorers = {"reference log-likelihood": lambda b: completion_logps(ref, b)}
     if args.prm:
-        prm = ImplicitPRM.from_pretrained(args.prm, args.ref, beta=args.beta)
-        results["PRM"] = prm_health(prm.token_rewards, pool, pad, args.batch_size)
+        scorers["PRM"] = ImplicitPRM.from_pretrained(args.prm, args.ref, beta=args.beta).token_rewards
+    results, slips = {}, {}
+    with torch.no_grad():
+        for name, scorer in scorers.items():
+            results[name] = prm_health(scorer, pool, pad, args.batch_size)
+            if args.demo_slips:
+                from prime_trl.demo.task import parse_question
+
+                problems = [parse_question(p[-1]["content"]) for p in rollouts.prompts for _ in range(pool.num_generations)]
+                rows = pool_token_rewards(scorer, pool, pad, args.batch_size)
+                slips[name] = slip_breakdown(rows, pool.completion_ids, pool.scores, problems, tokenizer)
     print(f"{'metric':<36}" + "".join(f"{name:>26}" for name in results))
     for key in HEALTH_KEYS:
         print(f"{key:<36}" + "".join(f"{r[key]:>26.3f}" for r in results.values()))
+    if slips:
+        print(f"\nmean token reward +- std (tokens){'':<5}" + "".join(f"{name:>26}" for name in slips))
+        for part in next(iter(slips.values())):
+            cells = [f"{s[part]['mean']:+.3f} +- {s[part]['std']:.3f} ({s[part]['n']})" for s in slips.values()]
+            print(f"{part:<36}" + "".join(f"{c:>26}" for c in cells))
+        results = {"health": results, "slips": slips}
     print(json.dumps(results))
     return 0
 

@@ -159,17 +159,26 @@ def tokenize_pool(
                          pool.num_generations)  # fmt: skip
 
 
-def prm_health(
+def pool_token_rewards(
     token_rewards: Callable[[CompletionBatch], torch.Tensor], pool: TokenizedPool, pad_token_id: int = 0,
     batch_size: int = 32,
-) -> dict[str, float]:
-    """The `HEALTH_KEYS` metrics of a PRM on `pool`; `token_rewards(batch) -> (n, T)` is r_t of each row."""
+) -> list[torch.Tensor]:
+    """r_t of every pool row, one (|y_i|,) tensor per row, scored `batch_size` rows at a time."""
     rows = []
     for start in range(0, len(pool.completion_ids), batch_size):
         chunk = slice(start, start + batch_size)
         batch = build_completion_batch(pool.prompt_ids[chunk], pool.completion_ids[chunk], pad_token_id)
         rewards = token_rewards(batch).float().cpu()  # (n, T)
         rows += [r[: len(ids)] for r, ids in zip(rewards, pool.completion_ids[chunk])]
+    return rows
+
+
+def prm_health(
+    token_rewards: Callable[[CompletionBatch], torch.Tensor], pool: TokenizedPool, pad_token_id: int = 0,
+    batch_size: int = 32,
+) -> dict[str, float]:
+    """The `HEALTH_KEYS` metrics of a PRM on `pool`; `token_rewards(batch) -> (n, T)` is r_t of each row."""
+    rows = pool_token_rewards(token_rewards, pool, pad_token_id, batch_size)
     N, T = len(rows), max(len(r) for r in rows)
     rewards, mask = torch.zeros(N, T), torch.zeros(N, T, dtype=torch.long)  # (N, T)
     step_ids = torch.zeros(N, T, dtype=torch.long)  # (N, T)

@@ -224,6 +224,19 @@ def first_wrong_char(problem: Problem, completion: str) -> int | None:
     return next((c for c in range(common) if completion[c] != solution[c]), common)
 
 
+def first_wrong_token(problem: Problem, completion_ids: list[int], tokenizer) -> int | None:
+    """Index of the completion token holding the first character that leaves `problem`'s worked solution.
+
+    Decodes growing prefixes, so a character is found in the token that completes it (byte-level merges
+    included). None for the worked solution itself; the last token for a completion that only runs on.
+    """
+    texts = [tokenizer.decode(completion_ids[: k + 1], skip_special_tokens=True) for k in range(len(completion_ids))]
+    offset = first_wrong_char(problem, texts[-1] if texts else "")
+    if offset is None or not texts:
+        return None
+    return next((k for k, text in enumerate(texts) if len(text) > offset), len(texts) - 1)
+
+
 def first_wrong_step_of_row(row: dict, completion: str) -> int | None:
     """`first_wrong_step` for a prompt row of this task (the problem is read back from the question)."""
     return first_wrong_step(parse_question(row["prompt"][-1]["content"]), completion)

@@ -1,0 +1,80 @@
+"""The demo task's first wrong token and the benchmarks built on it: the oracle PRM and the slip breakdown."""
+
+import importlib.util
+import os
+
+import pytest
+import torch
+
+from prime_trl.demo.task import Problem, first_wrong_token, make_demo_splits, tokenizer_corpus
+from prime_trl.prm import CompletionBatch
+from prime_trl.tiny import build_tokenizer
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_bench(name: str):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "bench", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+oracle_credit, prm_health_bench = load_bench("oracle_credit"), load_bench("prm_health")
+
+PROBLEM = Problem((12, 7, 3, 5), ("+", "*", "-"))  # 12 + 7 = 19, 19 * 3 = 57, 57 - 5 = 52
+SLIP = PROBLEM.solution.replace("19 * 3 = 57", "19 * 3 = 47").replace("57 - 5 = 52", "47 - 5 = 42")
+
+
+def demo_tokenizer():
+    corpus = tokenizer_corpus(make_demo_splits(num_sft=200, num_rl=0, num_eval=0)["sft"])
+    return build_tokenizer([*corpus, "user\nassistant\nsystem\n"], vocab_size=300, individual_digits=True)
+
+
+def test_first_wrong_token_is_the_token_of_the_slip():
+    tokenizer = demo_tokenizer()
+    ids = tokenizer(SLIP, add_special_tokens=False)["input_ids"]
+    k = first_wrong_token(PROBLEM, ids, tokenizer)
+    assert tokenizer.decode(ids[: k + 1]).endswith("19 * 3 = 4")  # digits are single tokens: the "4" itself
+    solution_ids = tokenizer(PROBLEM.solution, add_special_tokens=False)["input_ids"]
+    assert first_wrong_token(PROBLEM, solution_ids, tokenizer) is None
+
+
+def test_oracle_rewards_only_the_slip_of_wrong_rows():
+    tokenizer = demo_tokenizer()
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": PROBLEM.question}], tokenize=False,
+                                           add_generation_prompt=True)  # fmt: skip
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    completions = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in (SLIP, PROBLEM.solution)]
+    T = max(map(len, completions))
+    pad = tokenizer.pad_token_id
+    rows = [prompt_ids + c + [pad] * (T - len(c)) for c in completions]
+    completion_mask = torch.tensor([[1] * len(c) + [0] * (T - len(c)) for c in completions])
+    attention_mask = torch.cat([torch.ones(2, len(prompt_ids), dtype=torch.long), completion_mask], dim=1)
+    batch = CompletionBatch(torch.tensor(rows), attention_mask, completion_mask)
+
+    rewards, metrics = oracle_credit.OracleProcessRewards(tokenizer).learn("none", batch, torch.tensor([0.0, 1.0]))
+
+    k = first_wrong_token(PROBLEM, completions[0], tokenizer)
+    expected = torch.zeros(2, T)
+    expected[0, k] = -1.0
+    assert torch.equal(rewards, expected) and metrics == {}
+
+
+def test_slip_breakdown_splits_rewards_around_the_first_wrong_token():
+    tokenizer = demo_tokenizer()
+    slip_ids, right_ids = (tokenizer(t, add_special_tokens=False)["input_ids"] for t in (SLIP, PROBLEM.solution))
+    k = first_wrong_token(PROBLEM, slip_ids, tokenizer)
+    # wrong row: 0.5 before the slip, -2 on it, 0.1 after; right row: 0.3 on every token
+    wrong = torch.tensor([0.5] * k + [-2.0] + [0.1] * (len(slip_ids) - k - 1))
+    right = torch.full((len(right_ids),), 0.3)
+    summary = prm_health_bench.slip_breakdown(
+        [wrong, right], [slip_ids, right_ids], torch.tensor([0.0, 1.0]), [PROBLEM, PROBLEM], tokenizer
+    )
+    assert summary["wrong: before"]["mean"] == pytest.approx(0.5) and summary["wrong: before"]["n"] == k
+    assert summary["wrong: first wrong token"]["mean"] == pytest.approx(-2.0)
+    assert summary["wrong: first wrong token"]["n"] == 1
+    assert summary["wrong: after"]["mean"] == pytest.approx(0.1) and summary["wrong: after"]["std"] == pytest.approx(0.0)
+    assert summary["right"]["mean"] == pytest.approx(0.3) and summary["right"]["n"] == len(right_ids)
+    # the wrong row's 4s: the slip's "47", then "47 - 5 = 42" after it; the right row has none
+    assert summary["digit 4"]["mean"] == pytest.approx((-2.0 + 0.1 + 0.1) / 3) and summary["digit 4"]["n"] == 3
