@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from transformers import AutoTokenizer
 
-    from prime_trl.demo import DemoArguments, demo_splits, evaluate_accuracy, run_rl
+    from prime_trl.demo import DemoArguments, demo_splits, evaluate_accuracy, rl_settings, run_rl
 
     torch.set_num_threads(args.threads)
     demo = DemoArguments(**json.load(open(os.path.join(args.demo_dir, "eval.json")))["args"])
@@ -59,16 +59,11 @@ def main(argv: list[str] | None = None) -> int:
                 name = f"{estimator}{'+process' if process else ''}"
                 coef = demo.process_reward_coef if process else 0.0
                 print(f"== seed {seed}: {name}", flush=True)
-                _, curve, _ = run_rl(
-                    sft_dir, tokenizer, splits["rl"], os.path.join(out_dir, f"run-{seed}-{name}"), accuracy,
-                    process_reward_coef=coef, max_steps=steps, prompts_per_step=demo.rl_prompts_per_step,
-                    policy_mini_batches=demo.policy_mini_batches, prm_num_mini_batches=demo.prm_num_mini_batches,
-                    num_generations=demo.num_generations, learning_rate=demo.rl_learning_rate,
-                    prm_learning_rate=demo.prm_learning_rate, prm_beta=demo.prm_beta,
-                    max_completion_length=demo.max_completion_length, eval_every=steps, seed=seed,
-                    process_reward_norm=demo.process_reward_norm, prm_update="after" if process else "none",
-                    advantage_estimator=estimator,
-                )  # fmt: skip
+                settings = {**rl_settings(demo), "max_steps": steps, "eval_every": steps, "seed": seed,
+                            "process_reward_coef": coef, "prm_update": "after" if process else "none",
+                            "advantage_estimator": estimator}  # fmt: skip
+                _, curve, _ = run_rl(sft_dir, tokenizer, splits["rl"], os.path.join(out_dir, f"run-{seed}-{name}"),
+                                     accuracy, **settings)  # fmt: skip
                 final.setdefault(name, []).append(curve[-1]["accuracy"])
 
     report = {"seeds": args.seeds, "steps": steps, "final_accuracy": final, "wall_s": time.time() - started}

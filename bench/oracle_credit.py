@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from transformers import AutoTokenizer
 
-    from prime_trl.demo import DemoArguments, demo_splits, evaluate_accuracy, run_rl
+    from prime_trl.demo import DemoArguments, demo_splits, evaluate_accuracy, rl_settings, run_rl
 
     torch.set_num_threads(args.threads)
     demo = DemoArguments(**json.load(open(os.path.join(args.demo_dir, "eval.json")))["args"])
@@ -92,17 +92,11 @@ def main(argv: list[str] | None = None) -> int:
         return evaluate_accuracy(model, tokenizer, splits["eval"], demo.max_completion_length,
                                  demo.eval_batch_size, progress=False)["accuracy"]  # fmt: skip
 
-    def train(name: str, seed: int, **settings) -> float:
+    def train(name: str, seed: int, **overrides) -> float:
         print(f"== seed {seed}: {name}", flush=True)
-        _, curve, _ = run_rl(
-            sft_dir, tokenizer, splits["rl"], os.path.join(out_dir, f"run-{seed}-{name}"), accuracy,
-            max_steps=args.steps, prompts_per_step=demo.rl_prompts_per_step,
-            policy_mini_batches=demo.policy_mini_batches, prm_num_mini_batches=demo.prm_num_mini_batches,
-            num_generations=demo.num_generations, learning_rate=demo.rl_learning_rate,
-            prm_learning_rate=demo.prm_learning_rate, prm_beta=demo.prm_beta,
-            max_completion_length=demo.max_completion_length, eval_every=args.steps, seed=seed,
-            process_reward_norm=demo.process_reward_norm, **settings,
-        )  # fmt: skip
+        settings = {**rl_settings(demo), "max_steps": args.steps, "eval_every": args.steps, "seed": seed, **overrides}
+        _, curve, _ = run_rl(sft_dir, tokenizer, splits["rl"], os.path.join(out_dir, f"run-{seed}-{name}"), accuracy,
+                             **settings)  # fmt: skip
         return curve[-1]["accuracy"]
 
     final: dict[str, list[float]] = {}

@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from transformers import AutoTokenizer
 
-    from prime_trl.demo import DemoArguments, demo_splits, evaluate_accuracy, run_rl
+    from prime_trl.demo import DemoArguments, demo_splits, evaluate_accuracy, rl_settings, run_rl
     from prime_trl.prm_health import load_rollout_pool
 
     torch.set_num_threads(args.threads)
@@ -182,17 +182,13 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 print(f"== seed {seed}: {name}", flush=True)
                 started_run = time.time()
+                settings = {**rl_settings(demo), "seed": seed, "process_reward_coef": coef,
+                            "max_steps": args.steps or demo.rl_max_steps,
+                            "eval_every": args.eval_every or demo.rl_eval_every,
+                            "prm_update": "after" if coef else "none"}  # fmt: skip
                 _, curve, history = run_rl(
-                    sft_dir, tokenizer, splits["rl"], run_dir, accuracy,
-                    process_reward_coef=coef, max_steps=args.steps or demo.rl_max_steps,
-                    prompts_per_step=demo.rl_prompts_per_step, policy_mini_batches=demo.policy_mini_batches,
-                    num_generations=demo.num_generations, learning_rate=demo.rl_learning_rate,
-                    prm_learning_rate=demo.prm_learning_rate, prm_beta=demo.prm_beta,
-                    prm_num_mini_batches=demo.prm_num_mini_batches, max_completion_length=demo.max_completion_length,
-                    eval_every=args.eval_every or demo.rl_eval_every, seed=seed,
-                    process_reward_norm=demo.process_reward_norm, prm_update="after" if coef else "none",
+                    sft_dir, tokenizer, splits["rl"], run_dir, accuracy, **settings,
                     health_pool=pool if coef else None, health_every=args.steps or demo.rl_max_steps,
-                    dynamic_sampling=demo.dynamic_sampling,
                 )  # fmt: skip
                 saved = {"curve": curve, "health": history, "wall_s": time.time() - started_run}
                 with open(done, "w") as f:

@@ -1,5 +1,6 @@
-"""`DemoArguments`: every knob of `prime-trl demo`, with the measurements behind its defaults, and
-`demo_splits`, which rebuilds a run's exact problems from its recorded arguments."""
+"""`DemoArguments`: every knob of `prime-trl demo`, with the measurements behind its defaults;
+`rl_settings`, its RL recipe as `run_rl` arguments; and `demo_splits`, which rebuilds a run's exact
+problems from its recorded arguments."""
 
 from __future__ import annotations
 
@@ -117,6 +118,14 @@ class DemoArguments:
                   "+0.06 where 0.25 reached +0.10 (150 steps); 0.5 sits between, for a PRM that learns. Measured "
                   "with this recipe (3 seeds, 20 steps): PRIME 0.058 +- 0.052 below outcome-only RLOO (README)."},
     )  # fmt: skip
+    gamma_process: float = field(
+        default=1.0,
+        metadata={"help": "Discount of the process-reward returns (PRIMEConfig field; the authors' 1.0). With 1.0 a "
+                  "token's process return is the sum of every reward after it, so dense credit only spares the "
+                  "tokens after a slip; below 1 it lands near the slip. A perfect PRM (bench/oracle_credit.py) "
+                  "gained over outcome-only RLOO at 0.9 and not at 1.0; the demo's learned PRM lost more at 0.9 "
+                  "(README)."},
+    )  # fmt: skip
     dynamic_sampling: bool = field(
         default=False,
         metadata={"help": "PRIMEConfig.dynamic_sampling: refill each batch with informative groups. Off because "
@@ -125,6 +134,27 @@ class DemoArguments:
     rl_eval_every: int = field(default=15, metadata={"help": "PRIME steps between held-out accuracy checks."})
     prm_health_every: int = field(
         default=5, metadata={"help": "PRIME steps between PRM-health measurements on the held-out pool (prm/heldout_*)."}
+    )
+
+
+def rl_settings(args: DemoArguments) -> dict:
+    """The demo's RL recipe as `run_rl` keyword arguments; the demo and the benchmarks start from these."""
+    return dict(
+        max_steps=args.rl_max_steps,
+        prompts_per_step=args.rl_prompts_per_step,
+        policy_mini_batches=args.policy_mini_batches,
+        prm_num_mini_batches=args.prm_num_mini_batches,
+        num_generations=args.num_generations,
+        learning_rate=args.rl_learning_rate,
+        prm_learning_rate=args.prm_learning_rate,
+        prm_beta=args.prm_beta,
+        max_completion_length=args.max_completion_length,
+        eval_every=args.rl_eval_every,
+        seed=args.seed,
+        process_reward_norm=args.process_reward_norm,
+        process_reward_coef=args.process_reward_coef,
+        gamma_process=args.gamma_process,
+        dynamic_sampling=args.dynamic_sampling,
     )
 
 

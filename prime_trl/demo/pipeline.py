@@ -9,7 +9,7 @@ from dataclasses import asdict
 
 import torch
 
-from prime_trl.demo.args import DemoArguments, demo_splits
+from prime_trl.demo.args import DemoArguments, demo_splits, rl_settings
 from prime_trl.demo.evaluate import evaluate_accuracy, sample_group_accuracy
 from prime_trl.demo.model import build_demo_model_and_tokenizer
 from prime_trl.demo.plots import plot_accuracy_curve, plot_training_curves
@@ -113,22 +113,9 @@ def train_prime(args: DemoArguments, splits: dict[str, list[dict]], tokenizer, p
         splits["rl"],
         os.path.join(args.output_dir, "prime"),
         heldout_accuracy,
-        max_steps=args.rl_max_steps,
-        prompts_per_step=args.rl_prompts_per_step,
-        policy_mini_batches=args.policy_mini_batches,
-        prm_num_mini_batches=args.prm_num_mini_batches,
-        num_generations=args.num_generations,
-        learning_rate=args.rl_learning_rate,
-        prm_learning_rate=args.prm_learning_rate,
-        prm_beta=args.prm_beta,
-        max_completion_length=args.max_completion_length,
-        eval_every=args.rl_eval_every,
-        seed=args.seed,
-        process_reward_norm=args.process_reward_norm,
-        process_reward_coef=args.process_reward_coef,
+        **rl_settings(args),
         health_pool=pool,
         health_every=args.prm_health_every,
-        dynamic_sampling=args.dynamic_sampling,
     )
     trainer.save_model()  # policy in DIR/prime, PRM in DIR/prime/prm
     return trainer, curve, health
