@@ -5,7 +5,9 @@ perfect PRM: r_t = -1 on that token of a wrong rollout, 0 everywhere else. Three
 the same SFT start (a `prime-trl demo` output directory) with the demo's RL settings:
 - "rloo":    outcome-only RLOO (process_reward_coef 0, no PRM pass);
 - "oracle":  the same plus the oracle's process returns (process_reward_coef, gamma_process below);
-- "learned": the same plus the demo's learned implicit PRM, with the same coefficient and discount.
+- "learned": the same plus the demo's learned implicit PRM, with the same coefficient and discount;
+- "noisy-oracle" (optional): the oracle plus N(0, sigma^2) on every completion token (`--oracle-noise`), to see
+  how much token-level noise, which a learned PRM also carries, the oracle's gain survives.
 Prints the final greedy held-out accuracy as mean +- 95% CI over seeds, and each arm's paired gain over
 "rloo"; writes `oracle_credit.json`. The oracle's gain is the ceiling a learned PRM could approach with this
 estimator and discount; a gain whose CI contains 0 is noise.
@@ -16,6 +18,7 @@ estimator and discount; a gain whose CI contains 0 is noise.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import re
@@ -34,10 +37,13 @@ QUESTION = re.compile(r"Compute [^.]*\.")
 
 
 class OracleProcessRewards:
-    """Stands in for the trainer's online PRM: `learn` returns r_t = -1 on each wrong row's first wrong token."""
+    """Stands in for the trainer's online PRM: `learn` returns r_t = -1 on each wrong row's first wrong token.
 
-    def __init__(self, tokenizer):
-        self.tokenizer = tokenizer
+    With `noise_std` > 0, N(0, noise_std^2) is added on every completion token (seeded by `seed`)."""
+
+    def __init__(self, tokenizer, noise_std: float = 0.0, seed: int = 0):
+        self.tokenizer, self.noise_std = tokenizer, noise_std
+        self.generator = torch.Generator().manual_seed(seed)
 
     def learn(self, mode: str, batch, labels: torch.Tensor):
         """(N, T) oracle rewards for a `CompletionBatch` and its (N,) labels (1 = correct); no metrics."""
@@ -51,15 +57,18 @@ class OracleProcessRewards:
             ids = batch.input_ids[i, -T:][batch.completion_mask[i].bool()].tolist()
             k = first_wrong_token(parse_question(question), ids, self.tokenizer)
             rewards[i, len(ids) - 1 if k is None else k] = -1.0  # k is None: the label and the text disagree
+        if self.noise_std:
+            noise = torch.randn(rewards.shape, generator=self.generator) * self.noise_std
+            rewards = rewards + noise * batch.completion_mask
         return rewards, {}
 
 
 class OracleCreditTrainer(PRIMETrainer):
     """PRIMETrainer whose process rewards come from the task's first wrong token instead of a PRM."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, oracle_noise_std: float = 0.0, **kwargs):
         super().__init__(*args, **kwargs)
-        self.prm = OracleProcessRewards(self.processing_class)
+        self.prm = OracleProcessRewards(self.processing_class, oracle_noise_std, self.args.seed)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gamma-process", type=float, nargs="+", default=[1.0, 0.9],
                         help="discounts of the process returns to compare (the authors' 1.0 first)")  # fmt: skip
     parser.add_argument("--process-coef", type=float, default=None, help="default: the demo's process_reward_coef")
-    parser.add_argument("--arms", nargs="+", default=["oracle", "learned"], choices=["oracle", "learned"])
+    parser.add_argument("--arms", nargs="+", default=["oracle", "learned"], choices=["oracle", "noisy-oracle", "learned"])
+    parser.add_argument("--oracle-noise", type=float, default=0.3, help="sigma of the noisy-oracle arm's token noise")
     parser.add_argument("--steps", type=int, default=20, help="RL generation batches per run")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--output-dir", default=None, help="default: <demo-dir>/oracle_credit")
@@ -99,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
                              **settings)  # fmt: skip
         return curve[-1]["accuracy"]
 
+    noisy = functools.partial(OracleCreditTrainer, oracle_noise_std=args.oracle_noise)
+    trainer_classes = {"oracle": OracleCreditTrainer, "noisy-oracle": noisy, "learned": PRIMETrainer}
     final: dict[str, list[float]] = {}
     started = time.time()
     for seed in args.seeds:
@@ -106,15 +118,13 @@ def main(argv: list[str] | None = None) -> int:
         for gamma in args.gamma_process:
             for arm in args.arms:
                 name = f"{arm}-gamma{gamma:g}"
-                oracle = arm == "oracle"
                 final.setdefault(name, []).append(train(
                     name, seed, process_reward_coef=coef, gamma_process=gamma,
-                    prm_update="none" if oracle else "after",
-                    trainer_cls=OracleCreditTrainer if oracle else PRIMETrainer,
+                    prm_update="after" if arm == "learned" else "none", trainer_cls=trainer_classes[arm],
                 ))  # fmt: skip
 
-    report = {"seeds": args.seeds, "steps": args.steps, "process_reward_coef": coef, "final_accuracy": final,
-              "wall_s": time.time() - started}  # fmt: skip
+    report = {"seeds": args.seeds, "steps": args.steps, "process_reward_coef": coef, "oracle_noise": args.oracle_noise,
+              "final_accuracy": final, "wall_s": time.time() - started}  # fmt: skip
     print(f"\nfinal held-out greedy accuracy ({len(splits['eval'])} problems) after {args.steps} steps, "
           f"mean +- 95% CI over seeds {args.seeds}; gain = paired difference with rloo:")  # fmt: skip
     for name, values in final.items():

@@ -31,6 +31,19 @@ def demo_tokenizer():
     return build_tokenizer([*corpus, "user\nassistant\nsystem\n"], vocab_size=300, individual_digits=True)
 
 
+def prompt_batch(tokenizer, texts: list[str]) -> tuple[CompletionBatch, list[list[int]]]:
+    """`texts` as completions of PROBLEM's question, laid out as GRPO does; also their token ids."""
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": PROBLEM.question}], tokenize=False,
+                                           add_generation_prompt=True)  # fmt: skip
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    completions = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
+    T = max(map(len, completions)) + 2  # two padding tokens on the longest row too
+    rows = [prompt_ids + c + [tokenizer.pad_token_id] * (T - len(c)) for c in completions]
+    completion_mask = torch.tensor([[1] * len(c) + [0] * (T - len(c)) for c in completions])
+    attention_mask = torch.cat([torch.ones(len(texts), len(prompt_ids), dtype=torch.long), completion_mask], dim=1)
+    return CompletionBatch(torch.tensor(rows), attention_mask, completion_mask), completions
+
+
 def test_first_wrong_token_is_the_token_of_the_slip():
     tokenizer = demo_tokenizer()
     ids = tokenizer(SLIP, add_special_tokens=False)["input_ids"]
@@ -42,21 +55,12 @@ def test_first_wrong_token_is_the_token_of_the_slip():
 
 def test_oracle_rewards_only_the_slip_of_wrong_rows():
     tokenizer = demo_tokenizer()
-    prompt = tokenizer.apply_chat_template([{"role": "user", "content": PROBLEM.question}], tokenize=False,
-                                           add_generation_prompt=True)  # fmt: skip
-    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    completions = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in (SLIP, PROBLEM.solution)]
-    T = max(map(len, completions))
-    pad = tokenizer.pad_token_id
-    rows = [prompt_ids + c + [pad] * (T - len(c)) for c in completions]
-    completion_mask = torch.tensor([[1] * len(c) + [0] * (T - len(c)) for c in completions])
-    attention_mask = torch.cat([torch.ones(2, len(prompt_ids), dtype=torch.long), completion_mask], dim=1)
-    batch = CompletionBatch(torch.tensor(rows), attention_mask, completion_mask)
+    batch, completions = prompt_batch(tokenizer, [SLIP, PROBLEM.solution])
 
     rewards, metrics = oracle_credit.OracleProcessRewards(tokenizer).learn("none", batch, torch.tensor([0.0, 1.0]))
 
     k = first_wrong_token(PROBLEM, completions[0], tokenizer)
-    expected = torch.zeros(2, T)
+    expected = torch.zeros(batch.completion_mask.shape)
     expected[0, k] = -1.0
     assert torch.equal(rewards, expected) and metrics == {}
 
@@ -78,3 +82,16 @@ def test_slip_breakdown_splits_rewards_around_the_first_wrong_token():
     assert summary["right"]["mean"] == pytest.approx(0.3) and summary["right"]["n"] == len(right_ids)
     # the wrong row's 4s: the slip's "47", then "47 - 5 = 42" after it; the right row has none
     assert summary["digit 4"]["mean"] == pytest.approx((-2.0 + 0.1 + 0.1) / 3) and summary["digit 4"]["n"] == 3
+
+
+def test_noisy_oracle_adds_seeded_noise_on_completion_tokens_only():
+    tokenizer = demo_tokenizer()
+    batch, (ids,) = prompt_batch(tokenizer, [SLIP])
+    labels = torch.tensor([0.0])
+    clean, _ = oracle_credit.OracleProcessRewards(tokenizer).learn("none", batch, labels)
+    noisy, _ = oracle_credit.OracleProcessRewards(tokenizer, noise_std=0.3, seed=1).learn("none", batch, labels)
+    again, _ = oracle_credit.OracleProcessRewards(tokenizer, noise_std=0.3, seed=1).learn("none", batch, labels)
+    assert torch.equal(noisy, again)  # seeded
+    assert torch.equal(noisy[:, -2:], torch.zeros(1, 2))  # padding untouched
+    residual = (noisy - clean)[:, : len(ids)]
+    assert residual.abs().min() > 0 and 0.1 < residual.std() < 0.6  # sigma 0.3 on every completion token

@@ -92,7 +92,8 @@ def run_rl(
     policy takes `policy_mini_batches` optimizer steps on each (TRL's `steps_per_generation`), so PPO's ratio
     clipping acts from the second mini-batch on. With a `health_pool`, the PRM's health on it is logged as
     `prm/heldout_*` every `health_every` generation batches (default `eval_every`).
-    `trainer_cls` lets a benchmark swap in a PRIMETrainer subclass (bench/oracle_credit.py's oracle PRM).
+    `trainer_cls` (a PRIMETrainer subclass, or a factory taking its arguments) lets a benchmark swap the trainer
+    (bench/oracle_credit.py's oracle PRM).
     Returns (trainer, accuracy curve, PRM-health history: [] without a pool).
     """
     from datasets import Dataset
