@@ -10,7 +10,8 @@ the same SFT start (a `prime-trl demo` output directory) with the demo's RL sett
   how much token-level noise, which a learned PRM also carries, the oracle's gain survives.
 Prints the final greedy held-out accuracy as mean +- 95% CI over seeds, and each arm's paired gain over
 "rloo"; writes `oracle_credit.json`. The oracle's gain is the ceiling a learned PRM could approach with this
-estimator and discount; a gain whose CI contains 0 is noise.
+estimator and discount; a gain whose CI contains 0 is noise. Finished runs are saved and read back, so
+seeds can run as parallel processes (`--seeds 0`, `--seeds 1`, ... then all seeds once more to summarise).
 
     python bench/oracle_credit.py --demo-dir prime-demo --seeds 0 1 2 --gamma-process 1.0 0.9
 """
@@ -103,10 +104,18 @@ def main(argv: list[str] | None = None) -> int:
                                  demo.eval_batch_size, progress=False)["accuracy"]  # fmt: skip
 
     def train(name: str, seed: int, **overrides) -> float:
+        run_dir = os.path.join(out_dir, f"run-{seed}-{name}")
+        done = os.path.join(run_dir, "final.json")  # a finished run is read back: seeds can run in parallel
+        if os.path.exists(done):
+            with open(done) as f:
+                saved = json.load(f)
+            if saved["steps"] == args.steps:
+                return saved["accuracy"]
         print(f"== seed {seed}: {name}", flush=True)
         settings = {**rl_settings(demo), "max_steps": args.steps, "eval_every": args.steps, "seed": seed, **overrides}
-        _, curve, _ = run_rl(sft_dir, tokenizer, splits["rl"], os.path.join(out_dir, f"run-{seed}-{name}"), accuracy,
-                             **settings)  # fmt: skip
+        _, curve, _ = run_rl(sft_dir, tokenizer, splits["rl"], run_dir, accuracy, **settings)
+        with open(done, "w") as f:
+            json.dump({"steps": args.steps, "accuracy": curve[-1]["accuracy"]}, f)
         return curve[-1]["accuracy"]
 
     noisy = functools.partial(OracleCreditTrainer, oracle_noise_std=args.oracle_noise)
@@ -117,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         final.setdefault("rloo", []).append(train("rloo", seed, process_reward_coef=0.0, prm_update="none"))
         for gamma in args.gamma_process:
             for arm in args.arms:
-                name = f"{arm}-gamma{gamma:g}"
+                name = f"{arm}{args.oracle_noise:g}" if arm == "noisy-oracle" else arm
+                name = f"{name}-gamma{gamma:g}"
                 final.setdefault(name, []).append(train(
                     name, seed, process_reward_coef=coef, gamma_process=gamma,
                     prm_update="after" if arm == "learned" else "none", trainer_cls=trainer_classes[arm],
