@@ -1,9 +1,11 @@
-"""PRIME vs outcome-only RLOO on the demo task: held-out accuracy against completions sampled, paired seeds.
+"""PRIME vs outcome-only RLOO (and GRPO) on the demo task: held-out accuracy against completions sampled, paired seeds.
 
 Same SFT start (a `prime-trl demo` output directory), same number of sampled completions, same held-out
-prompts; each seed trains both methods (paired). "PRIME" uses the demo run's recipe; "outcome-only RLOO" is
+prompts; each seed trains every method (paired). "PRIME" uses the demo run's recipe; "outcome-only RLOO" is
 the same trainer with `process_reward_coef=0` and a frozen PRM (the paper's "RLOO w/ OV only"; the PRM then
-runs no pass at all). Reports, each as mean ± 95% t interval over seeds:
+runs no pass at all); "outcome-only GRPO" the same with `advantage_estimator="grpo"` (`--no-grpo` leaves it
+out; its comparison is reported the same way, under "vs_GRPO"). Reports, each as mean ± 95% t interval over
+seeds:
 - final held-out accuracy of each method and their paired difference;
 - the samples each needs to reach the other's final accuracy, and the headline ratio
   `PRIME_sample_efficiency_vs_other` = RLOO's budget / samples PRIME needs to reach RLOO's final accuracy
@@ -29,9 +31,9 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from intervals import bootstrap_ci, mean_ci, paired_difference_ci  # noqa: E402
 
-# name -> process_reward_coef (None: the demo run's own weight)
-METHODS = {"PRIME": None, "RLOO (outcome only)": 0.0}
-SHORT = {"PRIME": "PRIME", "RLOO (outcome only)": "RLOO"}
+# name -> (process_reward_coef (None: the demo run's own weight), advantage_estimator)
+METHODS = {"PRIME": (None, "rloo"), "RLOO (outcome only)": (0.0, "rloo"), "GRPO (outcome only)": (0.0, "grpo")}
+SHORT = {"PRIME": "PRIME", "RLOO (outcome only)": "RLOO", "GRPO (outcome only)": "GRPO"}
 
 
 def samples_to_reach(curve: list[dict], target: float) -> float | None:
@@ -65,20 +67,21 @@ def efficiency_ratio(mine: list[dict], other: list[dict]) -> float | None:
     return None if needed in (None, 0) else other[-1]["samples"] / needed
 
 
-def summarize(prime_runs: list[list[dict]], rloo_runs: list[list[dict]], num_resamples: int = 2000) -> dict:
-    """The report's numbers from paired runs (`prime_runs[s]` and `rloo_runs[s]` share seed s)."""
-    if len(prime_runs) != len(rloo_runs) or not prime_runs:
-        raise ValueError("PRIME and RLOO need the same, non-zero number of paired seeds")
+def summarize(prime_runs: list[list[dict]], other_runs: list[list[dict]], other: str = "RLOO",
+              num_resamples: int = 2000) -> dict:  # fmt: skip
+    """The report's numbers from paired runs (`prime_runs[s]` and `other_runs[s]`, the baseline `other`, share seed s)."""
+    if len(prime_runs) != len(other_runs) or not prime_runs:
+        raise ValueError(f"PRIME and {other} need the same, non-zero number of paired seeds")
     report: dict = {"num_seeds": len(prime_runs)}
     finals = {name: [run[-1]["accuracy"] for run in runs] for name, runs in (("PRIME", prime_runs),
-                                                                               ("RLOO", rloo_runs))}  # fmt: skip
+                                                                               (other, other_runs))}  # fmt: skip
     for name, values in finals.items():
         mean, half = mean_ci(values)
         report[f"{name}_final_accuracy"] = {"mean": mean, "ci95": half, "per_seed": values}
-    mean, half = paired_difference_ci(finals["PRIME"], finals["RLOO"])
-    report["PRIME_minus_RLOO_final_accuracy"] = {"mean": mean, "ci95": half}
-    pairs = list(zip(prime_runs, rloo_runs))
-    for name, mine_index in (("PRIME", 0), ("RLOO", 1)):
+    mean, half = paired_difference_ci(finals["PRIME"], finals[other])
+    report[f"PRIME_minus_{other}_final_accuracy"] = {"mean": mean, "ci95": half}
+    pairs = list(zip(prime_runs, other_runs))
+    for name, mine_index in (("PRIME", 0), (other, 1)):
 
         def ratio(resampled, i=mine_index):
             means = mean_curve([p[i] for p in resampled]), mean_curve([p[1 - i] for p in resampled])
@@ -93,18 +96,18 @@ def summarize(prime_runs: list[list[dict]], rloo_runs: list[list[dict]], num_res
     return report
 
 
-def print_report(report: dict, means: dict[str, list[dict]], num_eval: int) -> None:
-    prime, rloo = means["PRIME"], means["RLOO (outcome only)"]
+def print_report(report: dict, means: dict[str, list[dict]], num_eval: int, other: str = "RLOO") -> None:
+    prime, baseline = means["PRIME"], means[f"{other} (outcome only)"]
     print(f"\nheld-out greedy accuracy ({num_eval} problems), mean over {report['num_seeds']} seeds:")
-    print(f"{'samples':>8} {'PRIME':>8} {'RLOO':>8}")
-    for p, r in zip(prime, rloo):
+    print(f"{'samples':>8} {'PRIME':>8} {other:>8}")
+    for p, r in zip(prime, baseline):
         print(f"{p['samples']:>8} {p['accuracy']:>8.3f} {r['accuracy']:>8.3f}")
-    for name in ("PRIME", "RLOO"):
+    for name in ("PRIME", other):
         final = report[f"{name}_final_accuracy"]
         print(f"{name} final accuracy: {final['mean']:.3f} ± {final['ci95']:.3f} (per seed {final['per_seed']})")
-    diff = report["PRIME_minus_RLOO_final_accuracy"]
-    print(f"PRIME - RLOO (paired): {diff['mean']:+.3f} ± {diff['ci95']:.3f}")
-    for name in ("PRIME", "RLOO"):
+    diff = report[f"PRIME_minus_{other}_final_accuracy"]
+    print(f"PRIME - {other} (paired): {diff['mean']:+.3f} ± {diff['ci95']:.3f}")
+    for name in ("PRIME", other):
         ratio, ci = report[f"{name}_sample_efficiency_vs_other"], report[f"{name}_sample_efficiency_vs_other_ci95"]
         needed = report[f"{name}_samples_to_reach_other_final"]
         shown = {None: "never reaches it", 0.0: "at or above it before any sample (no ratio)"}.get(needed)
@@ -121,7 +124,7 @@ def plot(curves: dict[str, list[list[dict]]], path: str) -> str:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for color, (label, runs) in zip(("C0", "C1"), curves.items()):
+    for color, (label, runs) in zip(("C0", "C1", "C2"), curves.items()):
         for run in runs:
             ax.plot([p["samples"] for p in run], [p["accuracy"] for p in run], color=color, lw=0.8, alpha=0.35)
         mean = mean_curve(runs)
@@ -144,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=None, help="RL generation batches per run (default: the demo's)")
     parser.add_argument("--eval-every", type=int, default=None, help="generation batches between accuracy checks")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--no-grpo", action="store_true", help="leave out the outcome-only GRPO baseline")
     parser.add_argument("--output-dir", default=None, help="default: <demo-dir>/sample_efficiency")
     args = parser.parse_args(argv)
 
@@ -168,11 +172,12 @@ def main(argv: list[str] | None = None) -> int:
         return evaluate_accuracy(model, tokenizer, splits["eval"], demo.max_completion_length,
                                  demo.eval_batch_size, progress=False)["accuracy"]  # fmt: skip
 
-    curves: dict[str, list[list[dict]]] = {name: [] for name in METHODS}
+    methods = {k: v for k, v in METHODS.items() if not (args.no_grpo and k.startswith("GRPO"))}
+    curves: dict[str, list[list[dict]]] = {name: [] for name in methods}
     health: list[dict] = []
     started = time.time()
     for seed in args.seeds:
-        for name, coef in METHODS.items():  # alternate methods within a seed
+        for name, (coef, estimator) in methods.items():  # alternate methods within a seed
             coef = demo.process_reward_coef if coef is None else coef
             run_dir = os.path.join(out_dir, f"run-{seed}-{SHORT[name]}")
             done = os.path.join(run_dir, "curve.json")  # a finished run is read back: seeds can run in parallel
@@ -185,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
                 settings = {**rl_settings(demo), "seed": seed, "process_reward_coef": coef,
                             "max_steps": args.steps or demo.rl_max_steps,
                             "eval_every": args.eval_every or demo.rl_eval_every,
-                            "prm_update": "after" if coef else "none"}  # fmt: skip
+                            "prm_update": "after" if coef else "none", "advantage_estimator": estimator}  # fmt: skip
                 _, curve, history = run_rl(
                     sft_dir, tokenizer, splits["rl"], run_dir, accuracy, **settings,
                     health_pool=pool if coef else None, health_every=args.steps or demo.rl_max_steps,
@@ -200,6 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     report = summarize(curves["PRIME"], curves["RLOO (outcome only)"])
     means = {name: mean_curve(runs) for name, runs in curves.items()}
     print_report(report, means, len(splits["eval"]))
+    if "GRPO (outcome only)" in curves:  # the same numbers against GRPO, under "vs_GRPO"
+        report["vs_GRPO"] = summarize(curves["PRIME"], curves["GRPO (outcome only)"], other="GRPO")
+        print_report(report["vs_GRPO"], means, len(splits["eval"]), other="GRPO")
     report.update(seeds=args.seeds, curves=curves, mean_curves=means, prime_prm_health_final=health,
                   num_eval_prompts=len(splits["eval"]), wall_s=time.time() - started)  # fmt: skip
     plot(curves, os.path.join(out_dir, "sample_efficiency.png"))

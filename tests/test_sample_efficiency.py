@@ -126,3 +126,11 @@ def test_benchmark_runs_end_to_end_on_a_tiny_demo(tmp_path):
     saved = (demo / "sample_efficiency" / "run-0-PRIME" / "curve.json").read_text()
     assert bench.main(argv) == 0  # every run is read back, nothing retrains
     assert (demo / "sample_efficiency" / "run-0-PRIME" / "curve.json").read_text() == saved
+
+
+def test_summarize_names_the_baseline():
+    prime, grpo = [_curve(0.5, 0.6, 0.8), _curve(0.5, 0.7, 0.8)], [_curve(0.5, 0.55, 0.6), _curve(0.5, 0.6, 0.7)]
+    report = bench.summarize(prime, grpo, other="GRPO", num_resamples=200)
+    assert report["PRIME_minus_GRPO_final_accuracy"]["mean"] == pytest.approx(0.15)
+    assert report["GRPO_final_accuracy"]["per_seed"] == [0.6, 0.7] and report["GRPO_sample_efficiency_vs_other"] is None
+    assert report["PRIME_sample_efficiency_vs_other"] == pytest.approx(2.0)
