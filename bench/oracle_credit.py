@@ -1,7 +1,7 @@
 """How much dense credit can pay on the demo task: PRIME's estimator fed the task's own first wrong token.
 
 The demo's task knows where every wrong solution first leaves the worked one, so it can stand in for a
-perfect PRM: r_t = -1 on that token of a wrong rollout, 0 everywhere else. Three arms per seed, all from
+perfect PRM: r_t = -1 on that token of a wrong rollout, 0 everywhere else. The arms, each per seed and from
 the same SFT start (a `prime-trl demo` output directory) with the demo's RL settings:
 - "rloo":    outcome-only RLOO (process_reward_coef 0, no PRM pass);
 - "oracle":  the same plus the oracle's process returns (process_reward_coef, gamma_process below);
@@ -9,8 +9,8 @@ the same SFT start (a `prime-trl demo` output directory) with the demo's RL sett
 - "noisy-oracle" (optional): the oracle plus N(0, sigma^2) on every completion token (`--oracle-noise`), to see
   how much token-level noise, which a learned PRM also carries, the oracle's gain survives.
 Prints the final greedy held-out accuracy as mean +- 95% CI over seeds, and each arm's paired gain over
-"rloo"; writes `oracle_credit.json`. The oracle's gain is the ceiling a learned PRM could approach with this
-estimator and discount; a gain whose CI contains 0 is noise. Finished runs are saved and read back, so
+"rloo"; writes `oracle_credit.json`. The oracle's gain is what a PRM that finds every slip, and nothing
+else, gives with this estimator and discount; a gain whose CI contains 0 is noise. Finished runs are saved and read back, so
 seeds can run as parallel processes (`--seeds 0`, `--seeds 1`, ... then all seeds once more to summarise).
 
     python bench/oracle_credit.py --demo-dir prime-demo --seeds 0 1 2 --gamma-process 1.0 0.9

@@ -25,8 +25,12 @@ The PRM recipe (`DemoArguments` defaults; the library's defaults stay the author
   PPO's ratio clipping never acts;
 - the process term weighted 0.5 and left unnormalised (`process_reward_norm="none"`): the authors'
   batch_norm rescales even an untrained PRM's noise to the outcome's size, which collapsed this model.
-Dynamic sampling (refilling the batch with informative groups) is off (`--dynamic_sampling`): it came
-to the library after these measurements and has not been measured here. What the recipe measured is in the README's Quickstart, with its command.
+- `gamma_process` kept at the authors' 1.0: a perfect PRM (the task's first wrong token,
+  bench/oracle_credit.py) gained over outcome-only RLOO only at 0.9, where credit stays near the slip,
+  but this learned PRM's per-token noise (std 0.24-0.65 off the slip) cost more accuracy at 0.9.
+Dynamic sampling (refilling the batch with informative groups) is off (`--dynamic_sampling`): every demo
+result in the README was measured with the masking filter. What the recipe measured is in the README's
+Quickstart and "Where dense credit could pay", with their commands.
 The PRM's health is measured as it trains on a fixed pool of SFT rollouts of held-out prompts
 (`prm_pool.jsonl`, `prime_trl.prm_health`): held-out pairwise accuracy, length drift and how often the
 lowest-reward line is a wrong solution's first wrong line (`prime_trl.demo.task.first_wrong_step`).
