@@ -10,8 +10,9 @@ the same SFT start (a `prime-trl demo` output directory) with the demo's RL sett
   how much token-level noise, which a learned PRM also carries, the oracle's gain survives.
 Prints the final greedy held-out accuracy as mean +- 95% CI over seeds, and each arm's paired gain over
 "rloo"; writes `oracle_credit.json`. The oracle's gain is what a PRM that finds every slip, and nothing
-else, gives with this estimator and discount; a gain whose CI contains 0 is noise. Finished runs are saved and read back, so
-seeds can run as parallel processes (`--seeds 0`, `--seeds 1`, ... then all seeds once more to summarise).
+else, gives with this estimator and discount; a gain whose CI contains 0 is noise. Finished runs are saved
+and read back, so seeds can run as parallel processes (`--seeds 0`, `--seeds 1`, ... then all seeds once
+more to summarise).
 
     python bench/oracle_credit.py --demo-dir prime-demo --seeds 0 1 2 --gamma-process 1.0 0.9
 """
@@ -79,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gamma-process", type=float, nargs="+", default=[1.0, 0.9],
                         help="discounts of the process returns to compare (the authors' 1.0 first)")  # fmt: skip
     parser.add_argument("--process-coef", type=float, default=None, help="default: the demo's process_reward_coef")
-    parser.add_argument("--arms", nargs="+", default=["oracle", "learned"], choices=["oracle", "noisy-oracle", "learned"])
+    parser.add_argument("--arms", nargs="+", default=["oracle", "learned"],
+                        choices=["oracle", "noisy-oracle", "learned"])  # fmt: skip
     parser.add_argument("--oracle-noise", type=float, default=0.3, help="sigma of the noisy-oracle arm's token noise")
     parser.add_argument("--steps", type=int, default=20, help="RL generation batches per run")
     parser.add_argument("--threads", type=int, default=1)

@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pool", required=True, help="rollout pool (.jsonl)")
     p.add_argument("--ref", required=True, help="the reference model (the model the PRM started from)")
     p.add_argument("--prm", default=None, help="a saved PRM (trainer output dir, prm/ adapter or full PRM)")
-    p.add_argument("--beta", type=float, default=1.0, help="only scales the PRM's rewards; the metrics ignore it")
+    p.add_argument("--beta", type=float, default=1.0,
+                   help="scales the PRM's rewards and so the slip breakdown; the health metrics ignore it")  # fmt: skip
     p.add_argument("--step-separators", nargs="+", default=["\\n\\n"], help="escapes \\n and \\t are read")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--demo-slips", action="store_true", help="the pool is the demo task's: break rewards down by slip")
@@ -93,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.demo_slips:
                 from prime_trl.demo.task import parse_question
 
-                problems = [parse_question(p[-1]["content"]) for p in rollouts.prompts for _ in range(pool.num_generations)]
+                G = pool.num_generations
+                problems = [parse_question(p[-1]["content"]) for p in rollouts.prompts for _ in range(G)]
                 rows = pool_token_rewards(scorer, pool, pad, args.batch_size)
                 slips[name] = slip_breakdown(rows, pool.completion_ids, pool.scores, problems, tokenizer)
     print(f"{'metric':<36}" + "".join(f"{name:>26}" for name in results))

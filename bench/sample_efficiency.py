@@ -69,7 +69,7 @@ def efficiency_ratio(mine: list[dict], other: list[dict]) -> float | None:
 
 def summarize(prime_runs: list[list[dict]], other_runs: list[list[dict]], other: str = "RLOO",
               num_resamples: int = 2000) -> dict:  # fmt: skip
-    """The report's numbers from paired runs (`prime_runs[s]` and `other_runs[s]`, the baseline `other`, share seed s)."""
+    """The report's numbers from paired runs: `prime_runs[s]` and the baseline's `other_runs[s]` share seed s."""
     if len(prime_runs) != len(other_runs) or not prime_runs:
         raise ValueError(f"PRIME and {other} need the same, non-zero number of paired seeds")
     report: dict = {"num_seeds": len(prime_runs)}

@@ -78,7 +78,8 @@ def test_slip_breakdown_splits_rewards_around_the_first_wrong_token():
     assert summary["wrong: before"]["mean"] == pytest.approx(0.5) and summary["wrong: before"]["n"] == k
     assert summary["wrong: first wrong token"]["mean"] == pytest.approx(-2.0)
     assert summary["wrong: first wrong token"]["n"] == 1
-    assert summary["wrong: after"]["mean"] == pytest.approx(0.1) and summary["wrong: after"]["std"] == pytest.approx(0.0)
+    after = summary["wrong: after"]
+    assert after["mean"] == pytest.approx(0.1) and after["std"] == pytest.approx(0.0)
     assert summary["right"]["mean"] == pytest.approx(0.3) and summary["right"]["n"] == len(right_ids)
     # the wrong row's 4s: the slip's "47", then "47 - 5 = 42" after it; the right row has none
     assert summary["digit 4"]["mean"] == pytest.approx((-2.0 + 0.1 + 0.1) / 3) and summary["digit 4"]["n"] == 3
