@@ -4,6 +4,8 @@ recorded against samples drawn. Shared by `prime-trl demo` and `bench/sample_eff
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from tqdm.auto import tqdm
 from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
@@ -82,7 +84,7 @@ def run_rl(
     reward_funcs=None,
     health_pool: RolloutPool | None = None,
     health_every: int | None = None,
-    trainer_cls: type[PRIMETrainer] = PRIMETrainer,
+    trainer_cls: Callable[..., PRIMETrainer] = PRIMETrainer,
     **config_overrides,
 ):
     """Train from `sft_dir` with PRIME; `process_reward_coef=0` gives the paper's outcome-only RLOO baseline.
