@@ -184,3 +184,8 @@ def main(mode, out_path, model_dir, tmp_dir):
 
 if __name__ == "__main__":
     main(*sys.argv[1:5])
+    # The results are written and the group is gone; the interpreter's own teardown of torch's C++ threads
+    # still aborted a rank about 1 run in 10 ("terminate called without an active exception"), so skip it.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
