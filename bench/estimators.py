@@ -21,6 +21,7 @@ import torch
 
 ESTIMATORS = ("rloo", "reinforce", "grpo", "ppo")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from demo_run import load_demo_run  # noqa: E402  (bench/demo_run.py)
 from intervals import mean_ci, paired_difference_ci  # noqa: E402  (bench/intervals.py, the shared statistics)
 
 
@@ -34,22 +35,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output-dir", default=None, help="default: <demo-dir>/estimators")
     args = parser.parse_args(argv)
 
-    from transformers import AutoTokenizer
-
-    from prime_trl.demo import DemoArguments, demo_splits, evaluate_accuracy, rl_settings, run_rl
+    from prime_trl.demo import rl_settings, run_rl
 
     torch.set_num_threads(args.threads)
-    demo = DemoArguments(**json.load(open(os.path.join(args.demo_dir, "eval.json")))["args"])
-    splits = demo_splits(demo)
-    sft_dir = os.path.join(args.demo_dir, "sft")
-    tokenizer = AutoTokenizer.from_pretrained(sft_dir)
+    run = load_demo_run(args.demo_dir)
+    demo, splits, sft_dir, tokenizer, accuracy = run.args, run.splits, run.sft_dir, run.tokenizer, run.accuracy
     out_dir = args.output_dir or os.path.join(args.demo_dir, "estimators")
     os.makedirs(out_dir, exist_ok=True)
     steps = args.steps or demo.rl_max_steps
-
-    def accuracy(model):
-        return evaluate_accuracy(model, tokenizer, splits["eval"], demo.max_completion_length,
-                                 demo.eval_batch_size, progress=False)["accuracy"]  # fmt: skip
 
     final: dict[str, list[float]] = {}
     started = time.time()

@@ -29,6 +29,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from demo_run import load_demo_run  # noqa: E402  (bench/demo_run.py)
 from intervals import bootstrap_ci, mean_ci, paired_difference_ci  # noqa: E402
 
 # name -> (process_reward_coef (None: the demo run's own weight), advantage_estimator)
@@ -152,25 +153,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import torch
-    from transformers import AutoTokenizer
 
-    from prime_trl.demo import DemoArguments, demo_splits, evaluate_accuracy, rl_settings, run_rl
+    from prime_trl.demo import rl_settings, run_rl
     from prime_trl.prm_health import load_rollout_pool
 
     torch.set_num_threads(args.threads)
-    recorded = json.load(open(os.path.join(args.demo_dir, "eval.json")))["args"]
-    demo = DemoArguments(**recorded)
-    splits = demo_splits(demo)
-    sft_dir = os.path.join(args.demo_dir, "sft")
-    tokenizer = AutoTokenizer.from_pretrained(sft_dir)
+    run = load_demo_run(args.demo_dir)
+    demo, splits, sft_dir, tokenizer, accuracy = run.args, run.splits, run.sft_dir, run.tokenizer, run.accuracy
     pool_path = os.path.join(args.demo_dir, "prm_pool.jsonl")
     pool = load_rollout_pool(pool_path) if os.path.exists(pool_path) else None
     out_dir = args.output_dir or os.path.join(args.demo_dir, "sample_efficiency")
     os.makedirs(out_dir, exist_ok=True)
-
-    def accuracy(model):
-        return evaluate_accuracy(model, tokenizer, splits["eval"], demo.max_completion_length,
-                                 demo.eval_batch_size, progress=False)["accuracy"]  # fmt: skip
 
     methods = {k: v for k, v in METHODS.items() if not (args.no_grpo and k.startswith("GRPO"))}
     curves: dict[str, list[list[dict]]] = {name: [] for name in methods}
