@@ -5,7 +5,11 @@ demo writes `prm_pool.jsonl`, `prime-trl eval` writes `samples.jsonl`) goes in, 
 metrics come out for:
 - "reference log-likelihood": r_t = log pi_ref(y_t | y_<t), the score an untrained model already gives; an
   implicit PRM is worth its training only where it beats this;
-- "PRM" (with `--prm`): the implicit reward r_t = beta * log(pi_prm / pi_ref).
+- "PRM" (with `--prm`): the implicit reward r_t = beta * log(pi_prm / pi_ref);
+- "policy drift" (with `--policy`, the policy trained alongside that PRM): r_t = log(pi_policy / pi_ref), how far
+  the policy's own RL update has moved each token. The PRM learns from the same rollouts and labels by a
+  likelihood-ratio gradient much like the policy's, so its rewards are worth adding only where they rank
+  better than this drift; with both, the token-level correlation of the two is printed as well.
 With `--demo-slips` (a pool of the demo's arithmetic task, which knows where each wrong rollout first leaves
 its worked solution), it also prints each model's mean token reward on wrong rollouts before, at and after
 that first wrong token and on right rollouts, and per digit: dense credit needs the first wrong token to
@@ -58,11 +62,18 @@ def slip_breakdown(rows: list[torch.Tensor], completion_ids: list[list[int]], sc
     return summary
 
 
+def token_correlation(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
+    """Pearson correlation of two scorers' r_t over every token of a pool; a[i], b[i]: (|y_i|,) for row i."""
+    x, y = torch.cat(a).double(), torch.cat(b).double()
+    return torch.corrcoef(torch.stack([x, y]))[0, 1].item()
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--pool", required=True, help="rollout pool (.jsonl)")
     p.add_argument("--ref", required=True, help="the reference model (the model the PRM started from)")
     p.add_argument("--prm", default=None, help="a saved PRM (trainer output dir, prm/ adapter or full PRM)")
+    p.add_argument("--policy", default=None, help="the policy trained alongside --prm (its trainer output dir)")
     p.add_argument("--beta", type=float, default=1.0,
                    help="scales the PRM's rewards and so the slip breakdown; the health metrics ignore it")  # fmt: skip
     p.add_argument("--step-separators", nargs="+", default=["\\n\\n"], help="escapes \\n and \\t are read")
@@ -87,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     scorers = {"reference log-likelihood": lambda b: completion_logps(ref, b)}
     if args.prm:
         scorers["PRM"] = ImplicitPRM.from_pretrained(args.prm, args.ref, beta=args.beta).token_rewards
+    if args.policy:
+        policy = AutoModelForCausalLM.from_pretrained(args.policy).eval()
+        scorers["policy drift"] = lambda b: completion_logps(policy, b) - completion_logps(ref, b)
     results, slips = {}, {}
     with torch.no_grad():
         for name, scorer in scorers.items():
@@ -101,6 +115,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'metric':<36}" + "".join(f"{name:>26}" for name in results))
     for key in HEALTH_KEYS:
         print(f"{key:<36}" + "".join(f"{r[key]:>26.3f}" for r in results.values()))
+    if args.prm and args.policy:
+        with torch.no_grad():
+            rows = [pool_token_rewards(scorers[name], pool, pad, args.batch_size) for name in ("PRM", "policy drift")]
+        results["token_correlation_prm_policy_drift"] = correlation = token_correlation(*rows)
+        print(f"{'token correlation, PRM ~ policy drift':<36}{correlation:>26.3f}")
     if slips:
         print(f"\nmean token reward +- std (tokens){'':<5}" + "".join(f"{name:>26}" for name in slips))
         for part in next(iter(slips.values())):

@@ -96,3 +96,45 @@ def test_noisy_oracle_adds_seeded_noise_on_completion_tokens_only():
     assert torch.equal(noisy[:, -2:], torch.zeros(1, 2))  # padding untouched
     residual = (noisy - clean)[:, : len(ids)]
     assert residual.abs().min() > 0 and 0.1 < residual.std() < 0.6  # sigma 0.3 on every completion token
+
+
+def test_token_correlation_pools_every_token_of_every_row():
+    # tokens (1, 2, 3) against (2, 4, 6) across two rows: a perfect line; reversed: -1
+    a = [torch.tensor([1.0, 2.0]), torch.tensor([3.0])]
+    assert prm_health_bench.token_correlation(a, [torch.tensor([2.0, 4.0]), torch.tensor([6.0])]) == pytest.approx(1.0)
+    assert prm_health_bench.token_correlation(a, [torch.tensor([3.0, 2.0]), torch.tensor([1.0])]) == pytest.approx(-1.0)
+    # (1, 2, 3) against (1, 3, 2): covariance 1/2 over variance 1 each (population): 0.5
+    assert prm_health_bench.token_correlation(a, [torch.tensor([1.0, 3.0]), torch.tensor([2.0])]) == pytest.approx(0.5)
+
+
+def test_policy_drift_next_to_the_prm(tmp_path, tiny_model_dir, capsys):
+    """A policy saved as the PRM's exact copy drifts exactly as the PRM rewards (beta 1): correlation 1, same health;
+    the reference as its own policy drifts nowhere: every r_t = 0, pairwise accuracy exactly chance."""
+    import json
+
+    from transformers import AutoModelForCausalLM
+
+    from prime_trl.prm_health import RolloutPool
+
+    moved = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in moved.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    moved.save_pretrained(tmp_path / "moved")
+    pool = RolloutPool(["What is 1 + 1?", "What is 2 + 2?"], [["2", "3", "1 1", "2 2"], ["4", "5 5", "4 4", "44"]],
+                       [[1.0, 0.0, 0.0, 1.0], [1.0, 0.0, 1.0, 0.0]])  # fmt: skip
+    pool.save(str(tmp_path / "pool.jsonl"))
+
+    def run(policy: str) -> dict:
+        argv = ["--pool", str(tmp_path / "pool.jsonl"), "--ref", tiny_model_dir, "--prm", str(tmp_path / "moved"),
+                "--policy", policy, "--beta", "1.0"]  # fmt: skip
+        assert prm_health_bench.main(argv) == 0
+        return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+    twin = run(str(tmp_path / "moved"))
+    assert twin["token_correlation_prm_policy_drift"] == pytest.approx(1.0)
+    assert twin["policy drift"] == pytest.approx(twin["PRM"], nan_ok=True)  # no first wrong steps: NaN
+    assert twin["PRM"]["heldout_pairwise_accuracy"] != 0.5  # the copy moved: the test can tell the two apart
+    still = run(tiny_model_dir)
+    assert still["policy drift"]["heldout_pairwise_accuracy"] == 0.5
