@@ -162,6 +162,9 @@ class PRIMETrainer(GRPOTrainer):
             policy=self.model,
         )
         self.value = self._build_value_model(value_placement, value_model) if value_placement else None
+        # Completions generated for training, over all processes and dynamic sampling's extra rounds: the x-axis of
+        # a sample-efficiency curve. Counted since this trainer was built; a resumed run starts again at 0.
+        self.num_completions_sampled = 0
         self.dynamic_sampler = None
         if args.dynamic_sampling and train_dataset is not None:
             self.dynamic_sampler = self._build_dynamic_sampler()
@@ -241,6 +244,8 @@ class PRIMETrainer(GRPOTrainer):
         else:
             output = super()._generate_and_score_completions(inputs)
             rewards_per_func, self._outcome_rewards_per_func = self._outcome_rewards_per_func, None
+            if self.model.training:
+                self.num_completions_sampled += self.args.generation_batch_size  # every process's rows
         if not self.model.training:  # evaluation also comes through here: no PRM update, GRPO advantages
             return output
         return self._apply_prime(output, rewards_per_func)
@@ -389,6 +394,7 @@ class PRIMETrainer(GRPOTrainer):
                 f"dynamic_sampling: {sampled.num_rounds} rounds (max_sampling_rounds) found {sampled.num_informative} "
                 f"of the {sampled.num_wanted} informative groups a batch needs; training on {sampled.num_trained}."
             )
+        self.num_completions_sampled += sampled.num_prompts_sampled * self.num_generations  # every round's
         for name, value in sampling_metrics(sampled).items():
             self._metrics["train"][name].append(value)
         local = deal_rows(sampled.batch, acc.process_index, acc.num_processes)

@@ -19,16 +19,17 @@ DEMO_STEP_SEPARATORS = ("\n",)
 
 
 class HeldOutAccuracy(TrainerCallback):
-    """Greedy held-out accuracy every `every` optimizer steps, against completions sampled so far."""
+    """Greedy held-out accuracy every `every` optimizer steps, against the trainer's completions sampled so far
+    (`num_completions_sampled`: with dynamic sampling, every round's, not only the rows trained on)."""
 
-    def __init__(self, evaluate, every: int, completions_per_step: int):
-        self.evaluate, self.every, self.completions_per_step = evaluate, every, completions_per_step
+    def __init__(self, evaluate, every: int, trainer: PRIMETrainer):
+        self.evaluate, self.every, self.trainer = evaluate, every, trainer
         self.curve: list[dict] = []
 
     def _record(self, step: int, model) -> None:
         accuracy = self.evaluate(model)
         model.train()
-        self.curve.append({"step": step, "samples": step * self.completions_per_step, "accuracy": accuracy})
+        self.curve.append({"step": step, "samples": self.trainer.num_completions_sampled, "accuracy": accuracy})
         print(f"RL step {step}: held-out accuracy {accuracy:.3f}")
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
@@ -133,15 +134,15 @@ def run_rl(
         dataloader_num_workers=0,
         **config_overrides,
     )
-    curve = HeldOutAccuracy(evaluate, eval_every * policy_mini_batches, rows_per_step)
     trainer = trainer_cls(
         model=sft_dir,
         reward_funcs=reward_funcs or [math_reward],
         args=args,
         train_dataset=Dataset.from_list(rl_rows),
         processing_class=tokenizer,
-        callbacks=[curve],
     )
+    curve = HeldOutAccuracy(evaluate, eval_every * policy_mini_batches, trainer)
+    trainer.add_callback(curve)
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)
     trainer.add_callback(ConciseProgress())

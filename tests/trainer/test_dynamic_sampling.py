@@ -91,6 +91,9 @@ def test_every_step_trains_a_full_batch_of_informative_rows(tiny_model_dir, tmp_
     assert max(_logged(trainer, "sampling/rounds")) > 1  # half the prompts are filtered: refills happened
     fractions = _logged(trainer, "sampling/informative_fraction")
     assert all(0 < f <= 1 for f in fractions) and min(fractions) < 1
+    # the sample count holds every round's completions, more than the rows trained on
+    sampled = sum(_logged(trainer, "sampling/prompts_sampled")) * trainer.num_generations
+    assert trainer.num_completions_sampled == sampled > generations * trainer.args.generation_batch_size
 
 
 def test_masking_instead_sends_filtered_rows_through_the_policy(tiny_model_dir, tmp_path):
@@ -98,6 +101,8 @@ def test_masking_instead_sends_filtered_rows_through_the_policy(tiny_model_dir, 
     trainer, policy, _ = _build(tiny_model_dir, tmp_path, dynamic_sampling=False, per_device_train_batch_size=8)
     trainer.train()
     assert any(n % 2 == 0 for n in policy.rows)
+    generations = trainer.args.max_steps // trainer.args.steps_per_generation
+    assert trainer.num_completions_sampled == generations * trainer.args.generation_batch_size
 
 
 LORA = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
@@ -150,6 +155,7 @@ def test_no_informative_group_skips_the_step_and_changes_no_weight(tiny_model_di
     assert torch.equal(_flat(trainer.model), start[0]) and torch.equal(_flat(trainer.prm_model), start[1])
     assert _logged(trainer, "sampling/rounds") == [2.0, 2.0]
     assert _logged(trainer, "sampling/prompts_sampled") == [4.0, 4.0]  # 2 rounds of 2 prompts
+    assert trainer.num_completions_sampled == 8 * trainer.num_generations  # sampled, though none trained
 
 
 @pytest.mark.parametrize("peft", [False, True], ids=["separate", "adapter"])
