@@ -136,7 +136,9 @@ def test_demo_main_writes_eval_json(tmp_path):
     assert 0.0 <= result["accuracy_after"] <= 1.0
     # 2 generation batches x 2 policy mini-batches = 4 optimizer steps of 2 rollouts each
     assert [p["step"] for p in result["accuracy_curve"]] == [0, 2, 4]
-    assert [p["samples"] for p in result["accuracy_curve"]] == [0, 4, 8]
+    # dynamic sampling (the demo's default) charges every round: 1 to max_sampling_rounds (8) rounds of 2 x 2
+    added = [b["samples"] - a["samples"] for a, b in zip(result["accuracy_curve"], result["accuracy_curve"][1:])]
+    assert result["accuracy_curve"][0]["samples"] == 0 and all(n % 4 == 0 and 4 <= n <= 32 for n in added)
     # PRM health on the held-out pool: before training and after each generation batch
     assert [h["step"] for h in result["prm_health"]] == [0, 2, 4]
     assert result["prm_heldout_pairwise_accuracy"] == result["prm_health"][-1]["prm/heldout_pairwise_accuracy"]
@@ -145,9 +147,10 @@ def test_demo_main_writes_eval_json(tmp_path):
         assert (out / name).exists(), name
     # --reuse_sft loads the saved SFT model (no SFT step runs): the same greedy accuracy before RL
     sft_weights = (out / "sft" / "model.safetensors").read_bytes()
-    assert main([*argv, "--reuse_sft", "true", "--rl_max_steps", "1"]) == 0
+    assert main([*argv, "--reuse_sft", "true", "--rl_max_steps", "1", "--dynamic_sampling", "false"]) == 0
     again = json.loads((out / "eval.json").read_text())
     assert again["sft_steps"] == 3 and again["accuracy_before"] == result["accuracy_before"]
+    assert [p["samples"] for p in again["accuracy_curve"]] == [0, 4]  # masking: one generation batch, 2 x 2
     assert (out / "sft" / "model.safetensors").read_bytes() == sft_weights
 
 

@@ -125,7 +125,6 @@ def run_rl(
         prm_beta=prm_beta,
         prm_update=prm_update,
         process_reward_coef=process_reward_coef,
-        # False: the demo's recorded results (README) were measured with the masking filter
         dynamic_sampling=dynamic_sampling,
         gradient_checkpointing=False,  # a 1M-parameter model: recomputation only costs time
         logging_steps=1,
