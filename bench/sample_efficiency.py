@@ -51,9 +51,11 @@ def samples_to_reach(curve: list[dict], target: float) -> float | None:
 
 
 def mean_curve(curves: list[list[dict]]) -> list[dict]:
-    """Point-wise mean over seeds (all curves share the same sample grid)."""
+    """Mean over seeds of samples and accuracy at each accuracy check (the checks fall on the same steps; with
+    dynamic sampling each seed has drawn a different number of completions by then)."""
     return [
-        {"samples": points[0]["samples"], "accuracy": sum(p["accuracy"] for p in points) / len(points)}
+        {"samples": sum(p["samples"] for p in points) / len(points),
+         "accuracy": sum(p["accuracy"] for p in points) / len(points)}  # fmt: skip
         for points in zip(*curves)
     ]
 

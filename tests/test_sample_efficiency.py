@@ -23,6 +23,9 @@ def test_samples_to_reach_interpolates_between_checks():
 def test_mean_curve_averages_pointwise():
     other = [{"samples": 0, "accuracy": 0.3}, {"samples": 100, "accuracy": 0.4}, {"samples": 200, "accuracy": 0.6}]
     assert [round(p["accuracy"], 6) for p in bench.mean_curve([CURVE, other])] == [0.4, 0.5, 0.7]
+    # dynamic sampling: the seeds reach the same check after different numbers of completions
+    refilled = [{"samples": 0, "accuracy": 0.3}, {"samples": 300, "accuracy": 0.4}, {"samples": 500, "accuracy": 0.6}]
+    assert [p["samples"] for p in bench.mean_curve([CURVE, refilled])] == [0, 200, 350]
 
 
 spec_i = importlib.util.spec_from_file_location("intervals", os.path.join(ROOT, "bench", "intervals.py"))
