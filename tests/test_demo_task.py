@@ -209,3 +209,13 @@ def test_first_wrong_char_points_at_the_slip():
     assert first_wrong_char(problem, problem.solution + "\n") is None  # trailing whitespace is not a step
     assert first_wrong_char(problem, "12 + 7 = 19") == 11  # stopped early: where it ends
     assert first_wrong_char(problem, problem.solution + " 1") == len(problem.solution)  # ran on
+
+
+def test_training_curves_show_what_refilling_found_instead_of_a_kept_fraction_of_one():
+    from prime_trl.demo.plots import panel_curves
+
+    masking = [{"step": 1, "filter/kept_fraction": 0.5, "prm/loss": 0.7}]
+    refill = [{"step": 1, "filter/kept_fraction": 1.0, "sampling/informative_fraction": 0.4}]
+    assert panel_curves(masking)[-1][0] == "filter/kept_fraction"
+    assert panel_curves(refill)[-1][0] == "sampling/informative_fraction"
+    assert [key for key, _ in panel_curves(masking)][:2] == ["rewards/math_reward/mean", "prm/loss"]

@@ -4,26 +4,35 @@ from __future__ import annotations
 
 import os
 
-CURVES = {  # log key -> panel title
-    "rewards/math_reward/mean": "outcome reward (train samples)",
-    "prm/loss": "PRM loss (BCE)",
-    "prm/accuracy": "PRM pairwise accuracy (train batch)",
-    "prm/heldout_pairwise_accuracy": "PRM pairwise accuracy (held-out pool)",
-    "prm/heldout_length_correlation": "PRM reward vs length (held-out, r)",
-    "prm/heldout_error_localisation": "lowest step = first error (held-out)",
-    "filter/kept_fraction": "kept fraction (accuracy filter)",
-}
+PANELS = (  # each panel: (log key, title) alternatives, the first one the log holds is drawn
+    (("rewards/math_reward/mean", "outcome reward (train samples)"),),
+    (("prm/loss", "PRM loss (BCE)"),),
+    (("prm/accuracy", "PRM pairwise accuracy (train batch)"),),
+    (("prm/heldout_pairwise_accuracy", "PRM pairwise accuracy (held-out pool)"),),
+    (("prm/heldout_length_correlation", "PRM reward vs length (held-out, r)"),),
+    (("prm/heldout_error_localisation", "lowest step = first error (held-out)"),),
+    # with dynamic sampling every trained group passes the filter (kept fraction 1): show what refilling found
+    (("sampling/informative_fraction", "informative groups / sampled (refill)"),
+     ("filter/kept_fraction", "kept fraction (accuracy filter)")),
+)
+
+
+def panel_curves(log_history: list[dict]) -> list[tuple[str, str]]:
+    """(log key, title) of each panel in `PANELS`: its first alternative the log holds, else its last."""
+    logged = {key for entry in log_history for key in entry}
+    return [next((a for a in alternatives if a[0] in logged), alternatives[-1]) for alternatives in PANELS]
 
 
 def plot_training_curves(log_history: list[dict], path: str, title: str = "PRIME on the demo task") -> str:
-    """One panel per metric in `CURVES`, against the optimizer step; returns `path`."""
+    """One panel per entry of `PANELS`, against the optimizer step; returns `path`."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(CURVES), figsize=(4 * len(CURVES), 3.2))
-    for ax, (key, label) in zip(axes, CURVES.items()):
+    curves = panel_curves(log_history)
+    fig, axes = plt.subplots(1, len(curves), figsize=(4 * len(curves), 3.2))
+    for ax, (key, label) in zip(axes, curves):
         points = [(entry["step"], entry[key]) for entry in log_history if key in entry]
         if points:
             steps, values = zip(*points)
