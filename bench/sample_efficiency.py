@@ -102,9 +102,10 @@ def summarize(prime_runs: list[list[dict]], other_runs: list[list[dict]], other:
 def print_report(report: dict, means: dict[str, list[dict]], num_eval: int, other: str = "RLOO") -> None:
     prime, baseline = means["PRIME"], means[f"{other} (outcome only)"]
     print(f"\nheld-out greedy accuracy ({num_eval} problems), mean over {report['num_seeds']} seeds:")
-    print(f"{'samples':>8} {'PRIME':>8} {other:>8}")
+    # each method's own sample count: with dynamic sampling they differ at the same step
+    print(f"{'samples':>8} {'PRIME':>8} {'samples':>8} {other:>8}")
     for p, r in zip(prime, baseline):
-        print(f"{p['samples']:>8} {p['accuracy']:>8.3f} {r['accuracy']:>8.3f}")
+        print(f"{p['samples']:>8.0f} {p['accuracy']:>8.3f} {r['samples']:>8.0f} {r['accuracy']:>8.3f}")
     for name in ("PRIME", other):
         final = report[f"{name}_final_accuracy"]
         print(f"{name} final accuracy: {final['mean']:.3f} ± {final['ci95']:.3f} (per seed {final['per_seed']})")
