@@ -29,19 +29,23 @@ def generation_state_file(process_index: int) -> str:
     return f"generation_state_rank{process_index}.pt"
 
 
-def save_generation_state(checkpoint_dir: str, process_index: int, step: int, buffered_inputs) -> None:
-    """Save GRPO's micro-step counter and unspent generation batch (a list of dicts of tensors)."""
-    state = {"step": step, "buffered_inputs": buffered_inputs}
+def save_generation_state(
+    checkpoint_dir: str, process_index: int, step: int, buffered_inputs, num_completions_sampled: int = 0
+) -> None:
+    """Save GRPO's micro-step counter, unspent generation batch (a list of dicts of tensors) and the count of
+    completions sampled so far."""
+    state = {"step": step, "buffered_inputs": buffered_inputs, "num_completions_sampled": num_completions_sampled}
     torch.save(state, os.path.join(checkpoint_dir, generation_state_file(process_index)))
 
 
-def load_generation_state(checkpoint_dir: str, process_index: int, device) -> tuple[int, list | None] | None:
-    """(step, buffered_inputs) saved by `save_generation_state`, tensors on `device`; None if absent."""
+def load_generation_state(checkpoint_dir: str, process_index: int, device) -> tuple[int, list | None, int] | None:
+    """(step, buffered_inputs, num_completions_sampled) saved by `save_generation_state`, tensors on `device`;
+    None if absent. A checkpoint from before the count was saved gives 0."""
     path = os.path.join(checkpoint_dir, generation_state_file(process_index))
     if not os.path.exists(path):
         return None
     state = torch.load(path, map_location=device, weights_only=True)
-    return state["step"], state["buffered_inputs"]
+    return state["step"], state["buffered_inputs"], state.get("num_completions_sampled", 0)
 
 
 def sampling_state_file(process_index: int) -> str:

@@ -163,7 +163,7 @@ class PRIMETrainer(GRPOTrainer):
         )
         self.value = self._build_value_model(value_placement, value_model) if value_placement else None
         # Completions generated for training, over all processes and dynamic sampling's extra rounds: the x-axis of
-        # a sample-efficiency curve. Counted since this trainer was built; a resumed run starts again at 0.
+        # a sample-efficiency curve. Saved in checkpoints with the generation state, so a resumed run counts on.
         self.num_completions_sampled = 0
         self.dynamic_sampler = None
         if args.dynamic_sampling and train_dataset is not None:
@@ -466,7 +466,8 @@ class PRIMETrainer(GRPOTrainer):
             super()._save_checkpoint(model, trial)
             os.makedirs(staged, exist_ok=True)
             if not self.args.save_only_model:
-                save_generation_state(staged, self.accelerator.process_index, self._step, self._buffered_inputs)
+                save_generation_state(staged, self.accelerator.process_index, self._step, self._buffered_inputs,
+                                      self.num_completions_sampled)  # fmt: skip
                 if self.dynamic_sampler is not None:
                     save_sampling_state(staged, self.accelerator.process_index, self.dynamic_sampler.state_dict())
                 if self.args.should_save:
@@ -510,7 +511,7 @@ class PRIMETrainer(GRPOTrainer):
         self._load_value_model(checkpoint)
         generation = load_generation_state(checkpoint, self.accelerator.process_index, self.accelerator.device)
         if generation is not None:
-            self._step, self._buffered_inputs = generation
+            self._step, self._buffered_inputs, self.num_completions_sampled = generation
         sampling = load_sampling_state(checkpoint, self.accelerator.process_index)
         if sampling is not None and self.dynamic_sampler is not None:
             self.dynamic_sampler.load_state_dict(sampling)

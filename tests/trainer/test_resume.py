@@ -43,6 +43,7 @@ def test_resume_mid_generation_matches_uninterrupted_run(tiny_model_dir, tmp_pat
     assert torch.equal(_flat(resumed.prm_model), _flat(straight.prm_model))
     for a, b in zip(resumed.prm.optimizer.state.values(), straight.prm.optimizer.state.values()):
         assert torch.equal(a["exp_avg"], b["exp_avg"])
+    assert resumed.num_completions_sampled == straight.num_completions_sampled > 0  # counted on from the checkpoint
 
 
 def test_a_crash_while_saving_leaves_no_checkpoint(tiny_model_dir, tmp_path, monkeypatch):
