@@ -9,14 +9,20 @@ import os
 import shutil
 import subprocess
 import sys
-import uuid
+import tempfile
 
 import hostile_programs as hostile
 import pytest
 
+from prime_trl.verifiers.sandbox import SCRATCH_MOUNTS
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 SYSTEM_PYTHON = "/usr/bin/python3"
+SANDBOX_TMP = SCRATCH_MOUNTS[0]  # the folder every sandbox replaces with a fresh tmpfs: where venvs once vanished
+# The FHS's temp folder that outlives reboots: outside the sandbox's scratch mounts and traversable by every
+# user, as /home is, so a 0700 folder in it stands in for a user's home.
+PERSISTENT_TMP = "/var/tmp"
 EXPECTED = {case[0]: case[3] for case in hostile.CASES}
 
 pytestmark = [
@@ -52,9 +58,8 @@ def assert_scored_like_here(out: dict, prefix: str) -> None:
 
 @pytest.fixture
 def tmp_folder():
-    """A folder directly under /tmp, traversable by everyone (unlike pytest's tmp_path)."""
-    path = f"/tmp/prime-layout-{uuid.uuid4().hex}"
-    os.mkdir(path, 0o755)
+    """A folder directly in the sandbox's /tmp, traversable by everyone (unlike pytest's tmp_path)."""
+    path = tempfile.mkdtemp(prefix="prime-layout-", dir=SANDBOX_TMP)
     os.chmod(path, 0o755)
     yield path
     shutil.rmtree(path, ignore_errors=True)
@@ -64,8 +69,9 @@ def tmp_folder():
 def home():
     """A home-like directory outside /tmp that nobody else may enter (0700), as the verifier's HOME:
     the sandbox covers it, so a venv inside it must be bound back."""
-    path = f"/var/tmp/prime-home-{uuid.uuid4().hex}"
-    os.mkdir(path, 0o700)
+    if not os.path.isdir(PERSISTENT_TMP):
+        pytest.skip(f"no {PERSISTENT_TMP} to hold a home-like folder outside {SANDBOX_TMP}")
+    path = tempfile.mkdtemp(prefix="prime-home-", dir=PERSISTENT_TMP)  # mode 0700
     yield path
     shutil.rmtree(path, ignore_errors=True)
 
