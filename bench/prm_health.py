@@ -86,7 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     from prime_trl.generation import pad_token_id
     from prime_trl.implicit_prm import ImplicitPRM
     from prime_trl.prm import completion_logps
-    from prime_trl.prm_health import HEALTH_KEYS, load_rollout_pool, pool_token_rewards, prm_health, tokenize_pool
+    from prime_trl.prm_health import (
+        HEALTH_KEYS, health_of_rewards, load_rollout_pool, pool_token_rewards, tokenize_pool,
+    )  # fmt: skip
     from prime_trl.scripts.rerank import parse_separators
 
     torch.set_num_threads(1)
@@ -101,24 +103,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.policy:
         policy = AutoModelForCausalLM.from_pretrained(args.policy).eval()
         scorers["policy drift"] = lambda b: completion_logps(policy, b) - completion_logps(ref, b)
-    results, slips = {}, {}
-    with torch.no_grad():
-        for name, scorer in scorers.items():
-            results[name] = prm_health(scorer, pool, pad, args.batch_size)
-            if args.demo_slips:
-                from prime_trl.demo.task import parse_question
+    with torch.no_grad():  # each scorer's r_t once; every figure below reads them
+        rewards = {name: pool_token_rewards(scorer, pool, pad, args.batch_size) for name, scorer in scorers.items()}
+    results = {name: health_of_rewards(rows, pool) for name, rows in rewards.items()}
+    slips = {}
+    if args.demo_slips:
+        from prime_trl.demo.task import parse_question
 
-                G = pool.num_generations
-                problems = [parse_question(p[-1]["content"]) for p in rollouts.prompts for _ in range(G)]
-                rows = pool_token_rewards(scorer, pool, pad, args.batch_size)
-                slips[name] = slip_breakdown(rows, pool.completion_ids, pool.scores, problems, tokenizer)
+        G = pool.num_generations
+        problems = [parse_question(p[-1]["content"]) for p in rollouts.prompts for _ in range(G)]
+        for name, rows in rewards.items():
+            slips[name] = slip_breakdown(rows, pool.completion_ids, pool.scores, problems, tokenizer)
     print(f"{'metric':<36}" + "".join(f"{name:>26}" for name in results))
     for key in HEALTH_KEYS:
         print(f"{key:<36}" + "".join(f"{r[key]:>26.3f}" for r in results.values()))
     if args.prm and args.policy:
-        with torch.no_grad():
-            rows = [pool_token_rewards(scorers[name], pool, pad, args.batch_size) for name in ("PRM", "policy drift")]
-        results["token_correlation_prm_policy_drift"] = correlation = token_correlation(*rows)
+        correlation = token_correlation(rewards["PRM"], rewards["policy drift"])
+        results["token_correlation_prm_policy_drift"] = correlation
         print(f"{'token correlation, PRM ~ policy drift':<36}{correlation:>26.3f}")
     if slips:
         print(f"\nmean token reward +- std (tokens){'':<5}" + "".join(f"{name:>26}" for name in slips))

@@ -178,7 +178,11 @@ def prm_health(
     batch_size: int = 32,
 ) -> dict[str, float]:
     """The `HEALTH_KEYS` metrics of a PRM on `pool`; `token_rewards(batch) -> (n, T)` is r_t of each row."""
-    rows = pool_token_rewards(token_rewards, pool, pad_token_id, batch_size)
+    return health_of_rewards(pool_token_rewards(token_rewards, pool, pad_token_id, batch_size), pool)
+
+
+def health_of_rewards(rows: list[torch.Tensor], pool: TokenizedPool) -> dict[str, float]:
+    """The `HEALTH_KEYS` metrics from r_t already scored: rows[i] (|y_i|,) for pool row i (`pool_token_rewards`)."""
     N, T = len(rows), max(len(r) for r in rows)
     rewards, mask = torch.zeros(N, T), torch.zeros(N, T, dtype=torch.long)  # (N, T)
     step_ids = torch.zeros(N, T, dtype=torch.long)  # (N, T)
