@@ -27,8 +27,8 @@ The PRM recipe (`DemoArguments` defaults; the library's defaults stay the author
   sampled until the batch holds only groups with both outcomes): after 60 steps it lifted PRIME from 0.240 to
   0.354 (process weight 0.5, 3 paired seeds: +0.114 +- 0.105), at about 3x the completions sampled;
 - the process term weighted 0.1 and left unnormalised (`process_reward_norm="none"`): against outcome-only RLOO
-  after 60 steps 0.5 cost -0.112 +- 0.096 and 0.1 is inside the noise (-0.016 +- 0.051), and the authors' batch_norm rescales even an untrained PRM's noise to the outcome's size, which
-  collapsed this model;
+  after 60 steps 0.5 cost -0.112 +- 0.096 and 0.1 is inside the noise (-0.016 +- 0.051), and the authors'
+  batch_norm rescales even an untrained PRM's noise to the outcome's size, which collapsed this model;
 - `gamma_process` kept at the authors' 1.0: a perfect PRM (the task's first wrong token,
   bench/oracle_credit.py) gained over outcome-only RLOO only at 0.9, where credit stays near the slip,
   but this learned PRM's per-token noise (std 0.24-0.65 off the slip) cost more accuracy at 0.9.
