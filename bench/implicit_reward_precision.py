@@ -10,7 +10,8 @@ placements (a separate PRM; a LoRA adapter on the reference's base, B starting a
 - bf16 logits:    bf16 autocast, log-softmax of the bf16 logits (prime-trl before the fp32 head);
 - fp32 head:      bf16 autocast body, fp32 head (`prime_trl.prm.completion_logps` now).
 
-Also: the separate PRM (fp32 master weights) against a reference loaded in bf16, before any step (the truth is 0).
+Also: with bf16-loaded weights, the separate PRM (upcast to fp32 master weights) against its reference before any
+step (the truth is 0), the reference kept in bf16 (as before) and upcast like the PRM (as PRIMETrainer does now).
 
 Policy ratio (GRPO): the PPO ratio exp(log pi_new - log pi_old) for the same one-step change (GRPO's default lr is
 also 1e-6), with log-probs from TRL's fused LM head as GRPOTrainer computes them under bf16 autocast, with
@@ -93,11 +94,14 @@ def implicit_reward_rows(tokenizer, args, seed: int) -> dict[str, dict[str, floa
     peft_model = get_peft_model(copy.deepcopy(ref), lora)
     peft_model.add_adapter("prm", lora)
     placements = {"separate": SeparatePRM(copy.deepcopy(ref).train(), ref), "adapter": AdapterPRM(peft_model)}
-    # PRIMETrainer keeps the separate PRM in fp32 but its reference in the load dtype: with bf16-loaded weights
-    # the two differ before any step, though both start from the same weights (the truth is 0)
-    start = log_ratios(SeparatePRM(copy.deepcopy(ref), copy.deepcopy(ref).to(torch.bfloat16)), batch,
-                       completion_logps, autocast=True)
-    rows = {"separate, bf16-loaded reference, step 0": stats(start, torch.zeros_like(start))}
+    # bf16-loaded weights, before any step (the truth is 0): PRIMETrainer upcasts the separate PRM to fp32 master
+    # weights; a reference left in bf16 disagrees with it, one upcast like the PRM (what the trainer does) does not
+    loaded = copy.deepcopy(ref).to(torch.bfloat16)
+    rows = {}
+    for name, ref_dtype in (("kept bf16 (before)", torch.bfloat16), ("upcast to fp32 (now)", torch.float32)):
+        start = log_ratios(SeparatePRM(copy.deepcopy(loaded).float(), copy.deepcopy(loaded).to(ref_dtype)), batch,
+                           completion_logps, autocast=True)
+        rows[f"separate, bf16-loaded, step 0, reference {name}"] = stats(start, torch.zeros_like(start))
     for name, placement in placements.items():
         one_step(placement, batch, args.lr)
         exact = log_ratios(placement, batch, completion_logps, autocast=False)

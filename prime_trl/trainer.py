@@ -198,7 +198,9 @@ class PRIMETrainer(GRPOTrainer):
                 gradient_checkpointing_kwargs=self.args.gradient_checkpointing_kwargs or {"use_reentrant": False}
             )
         prm_model = prm_model.to(device).train()
-        prm_ref_model = prm_ref_model.to(device) if prm_ref_model is not None else None
+        # The reference in the PRM's fp32 too: a bf16-loaded copy of the same weights computes other log-probs
+        # (~2e-3 per token, as much as a first step's signal), so r_t would not start at exactly 0.
+        prm_ref_model = prm_ref_model.float().to(device) if prm_ref_model is not None else None
         if is_data_parallel(self.accelerator):
             # DDP, like the policy: gradients all-reduced in buckets overlapping the backward. Under DeepSpeed or
             # FSDP the accelerator's one engine is the policy's (a second would take over its backward), so the PRM

@@ -5,6 +5,7 @@ import math
 import torch
 
 from prime_trl import PRIMETrainer
+from prime_trl.prm import CompletionBatch
 from tests.trainer.helpers import cpu_config, parity_reward, toy_dataset
 
 
@@ -122,6 +123,12 @@ def test_a_bf16_prm_trains_in_fp32_master_weights(tiny_model_dir, tmp_path):
     trainer = PRIMETrainer(model=tiny_model_dir, reward_funcs=parity_reward, args=args, train_dataset=toy_dataset())
     assert next(trainer.model.parameters()).dtype == _torch.bfloat16  # the policy is as the user asked
     assert all(p.dtype == _torch.float32 for p in trainer.prm.parameters)
+    assert all(p.dtype == _torch.float32 for p in trainer.prm.placement.ref_model.parameters())
+    # PRM and reference start from the same weights in the same dtype, so every implicit reward is exactly 0
+    ids = _torch.randint(trainer.model.config.vocab_size, (3, 9), generator=_torch.Generator().manual_seed(0))
+    batch = CompletionBatch(ids, _torch.ones_like(ids), _torch.ones_like(ids[:, 4:]))  # 4 prompt, 5 completion
+    rewards = trainer.prm.score(batch, trainer.prm.ref_logps(batch))
+    assert batch.completion_mask.sum() > 0 and _torch.equal(rewards, _torch.zeros_like(rewards))
 
 
 def test_an_already_quantized_model_without_cuda_fails_clearly():
