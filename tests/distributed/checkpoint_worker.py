@@ -2,7 +2,6 @@
 processes. Every rank writes what it recorded (`state.best_model_checkpoint`), what it sees on disk, and whether
 its final policy equals the best checkpoint's weights, to argv[1].rank<N>.json."""
 
-import json
 import os
 import pathlib
 import sys
@@ -11,6 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from prime_trl import PRIMETrainer
+from tests.distributed.worker_exit import exit_skipping_teardown, write_rank_result
 from tests.trainer.helpers import parity_reward, toy_dataset
 from tests.trainer.test_best_checkpoint import best_checkpoint_args, first_step_marker
 
@@ -33,17 +33,9 @@ def main(out_path, model_dir, run_dir, save_total_limit):
         "policy_equals_best": bool(saved) and all(torch.equal(final[n], saved[n]) for n in saved),
         "num_processes": trainer.accelerator.num_processes,
     }
-    with open(f"{out_path}.rank{trainer.accelerator.process_index}.json", "w") as f:
-        json.dump(result, f)
-    trainer.accelerator.wait_for_everyone()
-    if torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
+    write_rank_result(trainer.accelerator, out_path, result)
 
 
 if __name__ == "__main__":
     main(*sys.argv[1:5])
-    # The results are written and the group is gone; the interpreter's own teardown of torch's C++ threads
-    # still aborted a rank about 1 run in 10 ("terminate called without an active exception"), so skip it.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    exit_skipping_teardown()

@@ -26,6 +26,7 @@ if os.environ.get("PRIME_TEST_CPU_DEEPSPEED") == "1":
     cpu_deepspeed.apply()
 
 from prime_trl import PRIMETrainer
+from tests.distributed.worker_exit import exit_skipping_teardown, write_rank_result
 from tests.trainer.helpers import cpu_config, parity_reward, toy_dataset
 
 NUM_ROWS, PROMPT_LEN, MAX_COMPLETION = 16, 5, 9
@@ -173,19 +174,9 @@ def main(mode, out_path, model_dir, tmp_dir):
     acc = trainer.accelerator
     result.update(prm_wrapper=type(trainer.prm_model).__name__, policy_wrapper=type(trainer.model_wrapped).__name__,
                   distributed_type=acc.distributed_type.name, num_processes=acc.num_processes)
-    rank = trainer.accelerator.process_index
-    with open(f"{out_path}.rank{rank}.json", "w") as f:
-        json.dump(result, f)
-    # Tear the gloo group down before interpreter exit; left to the destructors it can abort a rank.
-    trainer.accelerator.wait_for_everyone()
-    if torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
+    write_rank_result(acc, out_path, result)
 
 
 if __name__ == "__main__":
     main(*sys.argv[1:5])
-    # The results are written and the group is gone; the interpreter's own teardown of torch's C++ threads
-    # still aborted a rank about 1 run in 10 ("terminate called without an active exception"), so skip it.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    exit_skipping_teardown()
