@@ -151,9 +151,30 @@ def test_dynamic_sampling_deals_two_processes_the_batch_one_process_builds(tiny_
     assert two[0]["prm_checksum"] == two[1]["prm_checksum"] == pytest.approx(one["prm_checksum"], rel=1e-6)
 
 
-def test_dynamic_sampling_training_keeps_ranks_identical_and_equally_loaded(tiny_model_dir, tmp_path):
-    rank0, rank1 = _run(2, "train_dynamic", tmp_path / "dyn", tiny_model_dir, tmp_path / "run")
+@pytest.fixture(scope="module")
+def ddp_dynamic(tiny_model_dir, tmp_path_factory):
+    """Two real training steps with dynamic sampling under DDP: [rank0, rank1]."""
+    tmp = tmp_path_factory.mktemp("ddp-dynamic")
+    return _run(2, "train_dynamic", tmp / "dyn", tiny_model_dir, tmp / "run")
+
+
+def test_dynamic_sampling_training_keeps_ranks_identical_and_equally_loaded(ddp_dynamic):
+    rank0, rank1 = ddp_dynamic
     assert rank0["policy_checksum"] == rank1["policy_checksum"] and rank0["prm_checksum"] == rank1["prm_checksum"]
     assert [len(f) for f in rank0["forwards"]] == [len(f) for f in rank1["forwards"]] == [4, 4]  # 2 steps, full
     rows = [n for rank in (rank0, rank1) for forward in rank["forwards"] for n in forward]
     assert all(n % 2 == 1 for n in rows)  # only the informative (odd) prompts reached the policy's gradient
+
+
+@pytest.mark.parametrize("stage", [2, 3])
+def test_dynamic_sampling_under_deepspeed_trains_like_ddp(ddp_dynamic, tiny_model_dir, tmp_path, stage):
+    """Dynamic sampling's extra generation rounds and re-dealt batch, with the policy a DeepSpeed engine."""
+    pytest.importorskip("deepspeed")
+    ddp0 = ddp_dynamic[0]
+    rank0, rank1 = _run(2, "train_dynamic", tmp_path / "ds", tiny_model_dir, tmp_path / "run-ds",
+                        launcher=_deepspeed(stage), env={"PRIME_TEST_CPU_DEEPSPEED": "1"})
+    assert rank0["distributed_type"] == "DEEPSPEED" and rank0["policy_wrapper"] == "DeepSpeedEngine"
+    assert rank0["policy_checksum"] == rank1["policy_checksum"] and rank0["prm_checksum"] == rank1["prm_checksum"]
+    assert rank0["forwards"] == ddp0["forwards"]  # the same informative rows reached the policy's gradient
+    assert rank0["prm_checksum"] == pytest.approx(ddp0["prm_checksum"], rel=1e-9)
+    assert rank0["policy_checksum"] == pytest.approx(ddp0["policy_checksum"], rel=1e-6)
