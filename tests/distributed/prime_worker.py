@@ -138,7 +138,10 @@ def run_train_dynamic(trainer):
 
 def run_train(trainer):
     trainer.train()
-    return {"policy_checksum": policy_checksum(trainer), "prm_checksum": checksum(trainer.prm.parameters)}
+    result = {"policy_checksum": policy_checksum(trainer), "prm_checksum": checksum(trainer.prm.parameters)}
+    if trainer.value is not None:
+        result["value_checksum"] = checksum(trainer.value.parameters)
+    return result
 
 
 def main(mode, out_path, model_dir, tmp_dir):

@@ -95,6 +95,21 @@ def test_two_processes_agree_with_one_for_other_estimators(tiny_model_dir, tmp_p
         assert two["metrics"]["value/loss"] == pytest.approx(one["metrics"]["value/loss"], rel=1e-4)
 
 
+def test_ppo_under_deepspeed_zero2_trains_like_ddp(tiny_model_dir, tmp_path):
+    """PPO's value model beside a ZeRO-2 policy engine: replicated with its own optimizer, it ends as under DDP."""
+    pytest.importorskip("deepspeed")
+    env = {"PRIME_TEST_OPTIONS": json.dumps(ESTIMATOR_OPTIONS["ppo_dpo_policy_ref"])}
+    ddp, _ = _run(2, "train", tmp_path / "ddp", tiny_model_dir, tmp_path / "run-ddp", env=env)
+    rank0, rank1 = _run(2, "train", tmp_path / "ds", tiny_model_dir, tmp_path / "run-ds", launcher=_deepspeed(2),
+                        env={**env, "PRIME_TEST_CPU_DEEPSPEED": "1"})
+    assert rank0["policy_wrapper"] == "DeepSpeedEngine"
+    for key in ("policy_checksum", "prm_checksum", "value_checksum"):
+        assert rank0[key] == rank1[key], key
+    assert rank0["value_checksum"] == pytest.approx(ddp["value_checksum"], rel=1e-6)
+    assert rank0["prm_checksum"] == pytest.approx(ddp["prm_checksum"], rel=1e-6)
+    assert rank0["policy_checksum"] == pytest.approx(ddp["policy_checksum"], rel=1e-6)
+
+
 @pytest.fixture(scope="module")
 def ddp_training(tiny_model_dir, tmp_path_factory):
     """Two real training steps under DDP, separate and adapter PRM: {mode: [rank0, rank1]}."""
