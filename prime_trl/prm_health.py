@@ -7,6 +7,10 @@ little about whether the PRM generalises. Here the PRM scores a *fixed* pool of 
     pool.save("pool.jsonl")
     PRMHealthCallback.attach(trainer, pool, every_n_steps=25)      # logs prm/heldout_* during training
     prm_health(ImplicitPRM.from_pretrained(...).token_rewards, tokenize_pool(pool, tokenizer))   # offline
+    OnPolicyPRMHealthCallback.attach(trainer, heldout_rows, every_n_steps=25)   # prm/onpolicy_*: fresh rollouts
+
+A fixed pool holds the start policy's rollouts; the PRM scores the current policy's, whose mistakes move as it
+learns, so `OnPolicyPRMHealthCallback` samples its pool anew from the policy at each measurement.
 
 A pool file has one JSON record per prompt: `prompt` (text or chat messages), `completions` (G texts),
 `scores` (G outcomes in [0, 1]) and optionally `first_wrong_steps` (G step indices, null where unknown or
@@ -221,12 +225,13 @@ class PRMHealthCallback(TrainerCallback):
     Use `PRMHealthCallback.attach(trainer, pool, ...)`: it puts the callback ahead of the loggers.
     """
 
-    def __init__(self, trainer, pool: RolloutPool, every_n_steps: int = 25,
+    def __init__(self, trainer, pool: RolloutPool | None, every_n_steps: int = 25,
                  step_separators: Sequence[str] = ("\n\n",), batch_size: int = 32):  # fmt: skip
         if every_n_steps < 1:
             raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps}")
         self.trainer, self.every_n_steps, self.batch_size = trainer, every_n_steps, batch_size
-        self.pool = tokenize_pool(pool, trainer.processing_class, step_separators)
+        # None: a subclass builds the pool at each measurement
+        self.pool = tokenize_pool(pool, trainer.processing_class, step_separators) if pool is not None else None
         self.history: list[dict] = []
         self._pending: dict[str, float] = {}
 
@@ -237,18 +242,27 @@ class PRMHealthCallback(TrainerCallback):
         return callback
 
     def measure(self, step: int) -> dict[str, float]:
-        trainer = self.trainer
-        device = trainer.accelerator.device
-
-        def token_rewards(batch: CompletionBatch) -> torch.Tensor:
-            batch = CompletionBatch(*(t.to(device) for t in (batch.input_ids, batch.attention_mask,
-                                                             batch.completion_mask)))  # fmt: skip
-            return trainer.prm.score(batch, trainer.prm.ref_logps(batch))
-
-        pad = pad_token_id(trainer.processing_class)
-        metrics = {f"prm/{k}": v for k, v in prm_health(token_rewards, self.pool, pad, self.batch_size).items()}
+        metrics = self.metrics(step)
         self.history.append({"step": step, **metrics})
         return metrics
+
+    def metrics(self, step: int) -> dict[str, float]:
+        rows = pool_token_rewards(self.token_rewards, self.pool, pad_token_id(self.trainer.processing_class),
+                                  self.batch_size)  # fmt: skip
+        return {f"prm/{k}": v for k, v in health_of_rewards(rows, self.pool).items()}
+
+    def _on_device(self, batch: CompletionBatch) -> CompletionBatch:
+        device = self.trainer.accelerator.device
+        return CompletionBatch(*(t.to(device) for t in (batch.input_ids, batch.attention_mask, batch.completion_mask)))
+
+    def token_rewards(self, batch: CompletionBatch) -> torch.Tensor:
+        """r_t of the trainer's PRM as in training: against its `prm_ref_type` reference, EOS included."""
+        batch = self._on_device(batch)
+        return self.trainer.prm.score(batch, self.trainer.prm.reference_logps(batch))
+
+    def reference_logps(self, batch: CompletionBatch) -> torch.Tensor:
+        """log pi_ref(y_t | y_<t): the reference's own likelihood, the ranking a PRM has to beat."""
+        return self.trainer.prm.reference_logps(self._on_device(batch))
 
     def on_train_begin(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
@@ -265,3 +279,50 @@ class PRMHealthCallback(TrainerCallback):
             if state.log_history:  # Trainer.log appended a copy of `logs` before calling the callbacks
                 state.log_history[-1].update(self._pending)
             self._pending = {}
+
+
+class OnPolicyPRMHealthCallback(PRMHealthCallback):
+    """`PRMHealthCallback` on rollouts of the policy as it is at each measurement, not a fixed pool.
+
+    PRIME scores the current policy's rollouts, whose mistakes move as the policy learns; a fixed pool of the
+    start policy's rollouts can rank well while these do not. Each measurement samples G rollouts of every
+    held-out row (`prompt`, `ground_truth`, `ability`; `sample_rollout_pool`, scored by the verifiers) from the
+    policy and logs `prm/onpolicy_*` (the `HEALTH_KEYS` renamed) and `prm/onpolicy_reference_pairwise_accuracy`,
+    the reference's own log-likelihood on the same rollouts. Sampling runs under a forked RNG, so training draws
+    the same random numbers as without the callback. Main process only; refused where the policy is sharded.
+    """
+
+    def __init__(self, trainer, rows: Sequence[dict], num_generations: int = 4, max_new_tokens: int = 256,
+                 first_wrong_step: Callable[[dict, str], int | None] | None = None, every_n_steps: int = 25,
+                 step_separators: Sequence[str] = ("\n\n",), batch_size: int = 32, seed: int = 0):  # fmt: skip
+        from prime_trl.placement import sharding_backend
+
+        backend = sharding_backend(trainer.accelerator)
+        if backend:
+            raise ValueError(f"OnPolicyPRMHealthCallback samples from the policy on the main process only, which "
+                             f"{backend} shards across processes; use PRMHealthCallback with a fixed pool")
+        if not rows:
+            raise ValueError("OnPolicyPRMHealthCallback needs held-out rows to sample from")
+        super().__init__(trainer, None, every_n_steps, step_separators, batch_size)
+        self.rows, self.num_generations, self.max_new_tokens = list(rows), num_generations, max_new_tokens
+        self.first_wrong_step, self.step_separators, self.seed = first_wrong_step, step_separators, seed
+
+    def sample_pool(self, step: int) -> RolloutPool:
+        model = self.trainer.accelerator.unwrap_model(self.trainer.model)
+        was_training = model.training
+        # the CPU RNG always, and the CUDA one of the device generation samples on
+        with torch.random.fork_rng(devices=[model.device] if model.device.type == "cuda" else []):
+            pool = sample_rollout_pool(model.eval(), self.trainer.processing_class, self.rows, self.num_generations,
+                                       self.max_new_tokens, batch_size=self.batch_size, seed=self.seed + step,
+                                       first_wrong_step=self.first_wrong_step)  # fmt: skip
+        model.train(was_training)
+        return pool
+
+    def metrics(self, step: int) -> dict[str, float]:
+        self.pool = tokenize_pool(self.sample_pool(step), self.trainer.processing_class, self.step_separators)
+        pad = pad_token_id(self.trainer.processing_class)
+        prm = health_of_rewards(pool_token_rewards(self.token_rewards, self.pool, pad, self.batch_size), self.pool)
+        ref = health_of_rewards(pool_token_rewards(self.reference_logps, self.pool, pad, self.batch_size), self.pool)
+        metrics = {f"prm/onpolicy_{k.removeprefix('heldout_')}": v for k, v in prm.items()}
+        metrics["prm/onpolicy_reference_pairwise_accuracy"] = ref["heldout_pairwise_accuracy"]
+        return metrics

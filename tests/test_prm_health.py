@@ -159,3 +159,79 @@ def test_pairwise_accuracy_averages_over_informative_prompts_only(tokenizer):
     pool = RolloutPool(POOL.prompts + ["p2"], POOL.completions + [["3", "3 3"]], POOL.scores + [[1.0, 1.0]])
     health = prm_health(reward_minus_one_on(tokenizer, "3"), tokenize_pool(pool, tokenizer), tokenizer.pad_token_id)
     assert health["heldout_pairwise_accuracy"] == 1.0  # as without the third prompt
+
+
+def _even_length_verify(rows, completions):
+    """Stands in for the verifiers on a random tiny model: right when the completion's length is even, so
+    groups hold both outcomes."""
+    return [[float(len(c) % 2 == 0) for c in group] for group in completions]
+
+
+HELDOUT_ROWS = [{"prompt": [{"role": "user", "content": f"What is {i} + 1?"}], "ground_truth": str(i + 1),
+                 "ability": "math"} for i in range(6)]  # fmt: skip
+
+
+def _trained_weights(trainer) -> torch.Tensor:
+    trainer.train()
+    return torch.cat([p.detach().flatten() for p in [*trainer.model.parameters(), *trainer.prm.parameters]])
+
+
+@pytest.mark.slow
+def test_on_policy_callback_scores_fresh_rollouts_of_the_current_policy_and_leaves_training_alone(
+    tmp_path, tiny_model_dir, monkeypatch
+):
+    import prime_trl.evaluation
+    from prime_trl import PRIMETrainer
+    from prime_trl.prm_health import OnPolicyPRMHealthCallback, health_of_rewards, pool_token_rewards
+    from tests.trainer.helpers import cpu_config, parity_reward, toy_dataset
+
+    monkeypatch.setattr(prime_trl.evaluation, "verify", _even_length_verify)
+
+    def trainer(name):
+        args = cpu_config(tmp_path / name, max_steps=2, num_generations=4, prm_learning_rate=1e-1)
+        return PRIMETrainer(model=tiny_model_dir, reward_funcs=[parity_reward], args=args, train_dataset=toy_dataset())
+
+    plain = _trained_weights(trainer("plain"))
+    watched = trainer("watched")
+    callback = OnPolicyPRMHealthCallback.attach(watched, HELDOUT_ROWS, num_generations=4, max_new_tokens=8,
+                                                every_n_steps=1, seed=3)  # fmt: skip
+    assert torch.equal(_trained_weights(watched), plain)  # sampling ran under a forked RNG
+
+    assert [h["step"] for h in callback.history] == [0, 1, 2]
+    assert callback.history[0]["prm/onpolicy_pairwise_accuracy"] == 0.5  # PRM = reference: every r_t is 0
+    # the last measurement is health_of_rewards of the trained PRM's r_t and of log pi_ref, on the rollouts
+    # the trained policy samples with seed + step
+    pool = sample_rollout_pool(watched.model, watched.processing_class, HELDOUT_ROWS, 4, 8, seed=3 + 2)
+    assert pool.completions == callback.sample_pool(2).completions
+    tokenized = tokenize_pool(pool, watched.processing_class)
+    pad = watched.processing_class.pad_token_id
+    prm = health_of_rewards(pool_token_rewards(callback.token_rewards, tokenized, pad), tokenized)
+    ref = health_of_rewards(pool_token_rewards(callback.reference_logps, tokenized, pad), tokenized)
+    last = callback.history[-1]
+    assert 0.0 < len({s for g in pool.scores for s in g}) and ref["heldout_pairwise_accuracy"] != 0.5
+    assert last["prm/onpolicy_pairwise_accuracy"] == pytest.approx(prm["heldout_pairwise_accuracy"])
+    assert last["prm/onpolicy_length_correlation"] == pytest.approx(prm["heldout_length_correlation"])
+    assert last["prm/onpolicy_reference_pairwise_accuracy"] == pytest.approx(ref["heldout_pairwise_accuracy"])
+
+
+def test_on_policy_callback_refuses_a_sharded_policy_by_name():
+    import types
+
+    from prime_trl.prm_health import OnPolicyPRMHealthCallback
+
+    accelerator = types.SimpleNamespace(distributed_type=types.SimpleNamespace(name="FSDP"),
+                                        state=types.SimpleNamespace(deepspeed_plugin=None))  # fmt: skip
+    with pytest.raises(ValueError, match="FSDP shards"):
+        OnPolicyPRMHealthCallback(types.SimpleNamespace(accelerator=accelerator), HELDOUT_ROWS)
+
+
+@pytest.mark.slow
+def test_fixed_pool_callback_scores_against_the_policy_reference(tmp_path, tiny_model_dir):
+    """prm_ref_type='policy' holds no reference model: the pool is scored against the policy, as in training."""
+    from prime_trl import PRIMETrainer
+    from tests.trainer.helpers import cpu_config, parity_reward, toy_dataset
+
+    args = cpu_config(tmp_path, max_steps=1, num_generations=4, prm_ref_type="policy")
+    trainer = PRIMETrainer(model=tiny_model_dir, reward_funcs=[parity_reward], args=args, train_dataset=toy_dataset())
+    callback = PRMHealthCallback(trainer, POOL, step_separators=("\n",))
+    assert callback.measure(0)["prm/heldout_pairwise_accuracy"] == 0.5  # PRM = policy at the start: r_t = 0
