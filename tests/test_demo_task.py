@@ -142,6 +142,11 @@ def test_demo_main_writes_eval_json(tmp_path):
     # PRM health on the held-out pool: before training and after each generation batch
     assert [h["step"] for h in result["prm_health"]] == [0, 2, 4]
     assert result["prm_heldout_pairwise_accuracy"] == result["prm_health"][-1]["prm/heldout_pairwise_accuracy"]
+    # and on fresh rollouts of the pool's prompts by the policy as it is, every rl_eval_every generation batches
+    assert all("prm/onpolicy_pairwise_accuracy" in h for h in result["prm_health"])
+    assert result["prm_onpolicy_pairwise_accuracy"] == result["prm_health"][-1]["prm/onpolicy_pairwise_accuracy"]
+    reference = result["reference_onpolicy_pairwise_accuracy"]
+    assert reference == result["prm_health"][-1]["prm/onpolicy_reference_pairwise_accuracy"] and 0 <= reference <= 1
     assert len((out / "prm_pool.jsonl").read_text().splitlines()) == 3
     for name in ("training_curves.png", "heldout_accuracy.png", "prime/config.json", "prime/prm/config.json"):
         assert (out / name).exists(), name

@@ -116,9 +116,16 @@ def train_prime(args: DemoArguments, splits: dict[str, list[dict]], tokenizer, p
         **rl_settings(args),
         health_pool=pool,
         health_every=args.prm_health_every,
+        # the pool's prompts again, sampled by the policy as it is: the rollouts the PRM actually scores
+        onpolicy_rows=splits["pool"] if pool is not None else None,
+        first_wrong_step=first_wrong_step_of_row,
     )
     trainer.save_model()  # policy in DIR/prime, PRM in DIR/prime/prm
     return trainer, curve, health
+
+
+def last_logged(history: list[dict], key: str) -> float | None:
+    return next((entry[key] for entry in reversed(history) if key in entry), None)
 
 
 def run_demo(args: DemoArguments) -> dict:
@@ -158,7 +165,9 @@ def run_demo(args: DemoArguments) -> dict:
         "accuracy_after": after["accuracy"],
         "accuracy_curve": curve,
         "num_eval_prompts": before["num_prompts"],
-        "prm_heldout_pairwise_accuracy": health[-1]["prm/heldout_pairwise_accuracy"] if health else None,
+        "prm_heldout_pairwise_accuracy": last_logged(health, "prm/heldout_pairwise_accuracy"),
+        "prm_onpolicy_pairwise_accuracy": last_logged(health, "prm/onpolicy_pairwise_accuracy"),
+        "reference_onpolicy_pairwise_accuracy": last_logged(health, "prm/onpolicy_reference_pairwise_accuracy"),
         "prm_health": health,
         "group_accuracy_T1": groups,
         "sft_steps": sft["steps"],

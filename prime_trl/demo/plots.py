@@ -9,12 +9,17 @@ PANELS = (  # each panel: (log key, title) alternatives, the first one the log h
     (("prm/loss", "PRM loss (BCE)"),),
     (("prm/accuracy", "PRM pairwise accuracy (train batch)"),),
     (("prm/heldout_pairwise_accuracy", "PRM pairwise accuracy (held-out pool)"),),
+    (("prm/onpolicy_pairwise_accuracy", "pairwise accuracy (policy's rollouts now)"),),
     (("prm/heldout_length_correlation", "PRM reward vs length (held-out, r)"),),
     (("prm/heldout_error_localisation", "lowest step = first error (held-out)"),),
     # with dynamic sampling every trained group passes the filter (kept fraction 1): show what refilling found
     (("sampling/informative_fraction", "informative groups / sampled (refill)"),
      ("filter/kept_fraction", "kept fraction (accuracy filter)")),
 )
+
+
+# drawn on the same axes as a panel's key, dashed: the baseline it has to beat
+OVERLAYS = {"prm/onpolicy_pairwise_accuracy": ("prm/onpolicy_reference_pairwise_accuracy", "reference log-lik.")}
 
 
 def panel_curves(log_history: list[dict]) -> list[tuple[str, str]]:
@@ -37,7 +42,13 @@ def plot_training_curves(log_history: list[dict], path: str, title: str = "PRIME
         if points:
             steps, values = zip(*points)
             ax.plot(steps, values, lw=1, alpha=0.4, color="C0")
-            ax.plot(steps, _moving_average(values, 10), lw=2, color="C0")
+            ax.plot(steps, _moving_average(values, 10), lw=2, color="C0", label="PRM" if key in OVERLAYS else None)
+        if key in OVERLAYS:
+            overlay, overlay_label = OVERLAYS[key]
+            baseline = [(entry["step"], entry[overlay]) for entry in log_history if overlay in entry]
+            if baseline:
+                ax.plot(*zip(*baseline), lw=1.5, ls="--", color="C1", label=overlay_label)
+                ax.legend(fontsize=8)
         ax.set_title(label, fontsize=10)
         ax.set_xlabel("optimizer step")
         ax.grid(alpha=0.3)

@@ -11,7 +11,7 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from prime_trl.config import PRIMEConfig
-from prime_trl.prm_health import PRMHealthCallback, RolloutPool
+from prime_trl.prm_health import OnPolicyPRMHealthCallback, PRMHealthCallback, RolloutPool
 from prime_trl.trainer import PRIMETrainer
 
 # The demo's steps are lines: "\n" closes one (the library's default is a blank line).
@@ -44,7 +44,7 @@ class ConciseProgress(TrainerCallback):
     """One progress bar with the few numbers worth watching, instead of a full log dict per step."""
 
     SHOWN = {"reward": "reward", "prm/accuracy": "prm_acc", "prm/heldout_pairwise_accuracy": "prm_heldout",
-             "prm/loss": "prm_loss", "filter/kept_fraction": "kept", "sampling/rounds": "rounds",
+             "prm/onpolicy_pairwise_accuracy": "prm_onpolicy", "prm/loss": "prm_loss", "filter/kept_fraction": "kept", "sampling/rounds": "rounds",
              "sampling/informative_fraction": "informative"}
 
     def on_train_begin(self, args, state, control, **kwargs):
@@ -85,6 +85,8 @@ def run_rl(
     reward_funcs=None,
     health_pool: RolloutPool | None = None,
     health_every: int | None = None,
+    onpolicy_rows: list[dict] | None = None,
+    first_wrong_step: Callable[[dict, str], int | None] | None = None,
     trainer_cls: Callable[..., PRIMETrainer] = PRIMETrainer,
     **config_overrides,
 ):
@@ -94,7 +96,9 @@ def run_rl(
     `max_steps` and `eval_every` count generation batches of `prompts_per_step * num_generations` rollouts; the
     policy takes `policy_mini_batches` optimizer steps on each (TRL's `steps_per_generation`), so PPO's ratio
     clipping acts from the second mini-batch on. With a `health_pool`, the PRM's health on it is logged as
-    `prm/heldout_*` every `health_every` generation batches (default `eval_every`).
+    `prm/heldout_*` every `health_every` generation batches (default `eval_every`). With `onpolicy_rows` (held-out
+    rows), the PRM's health on fresh rollouts of those rows by the current policy is logged as `prm/onpolicy_*`
+    every `eval_every` generation batches (`first_wrong_step(row, completion)` for error localisation).
     `trainer_cls` (a PRIMETrainer subclass, or a factory taking its arguments) lets a benchmark swap the trainer
     (bench/oracle_credit.py's oracle PRM).
     Returns (trainer, accuracy curve, PRM-health history: [] without a pool).
@@ -150,5 +154,21 @@ def run_rl(
         every = (health_every or eval_every) * policy_mini_batches
         health = PRMHealthCallback.attach(trainer, health_pool, every_n_steps=every,
                                           step_separators=DEMO_STEP_SEPARATORS)  # fmt: skip
+    onpolicy = None
+    if onpolicy_rows:
+        onpolicy = OnPolicyPRMHealthCallback.attach(
+            trainer, onpolicy_rows, num_generations=num_generations, max_new_tokens=max_completion_length,
+            first_wrong_step=first_wrong_step, every_n_steps=eval_every * policy_mini_batches,
+            step_separators=DEMO_STEP_SEPARATORS, batch_size=64, seed=seed,
+        )
     trainer.train()
-    return trainer, curve.curve, health.history if health else []
+    return trainer, curve.curve, merged_history(health, onpolicy)
+
+
+def merged_history(*callbacks) -> list[dict]:
+    """The health callbacks' measurements, one entry per step that any of them measured."""
+    by_step: dict[int, dict] = {}
+    for callback in callbacks:
+        for entry in callback.history if callback else []:
+            by_step.setdefault(entry["step"], {}).update(entry)
+    return [by_step[step] for step in sorted(by_step)]
