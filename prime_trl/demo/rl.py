@@ -44,8 +44,8 @@ class ConciseProgress(TrainerCallback):
     """One progress bar with the few numbers worth watching, instead of a full log dict per step."""
 
     SHOWN = {"reward": "reward", "prm/accuracy": "prm_acc", "prm/heldout_pairwise_accuracy": "prm_heldout",
-             "prm/onpolicy_pairwise_accuracy": "prm_onpolicy", "prm/loss": "prm_loss", "filter/kept_fraction": "kept", "sampling/rounds": "rounds",
-             "sampling/informative_fraction": "informative"}
+             "prm/onpolicy_pairwise_accuracy": "prm_onpolicy", "prm/loss": "prm_loss",
+             "filter/kept_fraction": "kept", "sampling/rounds": "rounds", "sampling/informative_fraction": "informative"}
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.bar = tqdm(total=state.max_steps, desc="PRIME", dynamic_ncols=True)
