@@ -108,7 +108,9 @@ class PRIMETrainer(GRPOTrainer):
             args = PRIMEConfig(f"{str(name).split('/')[-1]}-PRIME")
         if not isinstance(args, PRIMEConfig):
             if not isinstance(args, GRPOConfig):
-                raise TypeError(f"PRIMETrainer needs args to be a PRIMEConfig or GRPOConfig, got {type(args).__name__}.")
+                raise TypeError(
+                    f"PRIMETrainer needs args to be a PRIMEConfig or GRPOConfig, got {type(args).__name__}."
+                )
             args = prime_config_from_grpo(args)
         check_quantization_runs_here(
             quantization_config or (args.model_init_kwargs or {}).get("quantization_config"), model
@@ -122,7 +124,8 @@ class PRIMETrainer(GRPOTrainer):
         elif prm_model is not None or prm_ref_model is not None:
             raise ValueError("prm_model / prm_ref_model apply only to prm_placement='separate'.")
         # PPO's value model, like the PRM: a third adapter with PEFT, else a copy of the policy's start (made here).
-        value_placement = resolve_placement(None, model, peft_config) if args.advantage_estimator in NEEDS_VALUE_MODEL else None
+        needs_value = args.advantage_estimator in NEEDS_VALUE_MODEL
+        value_placement = resolve_placement(None, model, peft_config) if needs_value else None
         value_model = whole_copy(model, args) if value_placement == "separate" else None
 
         super().__init__(

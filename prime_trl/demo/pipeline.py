@@ -154,7 +154,8 @@ def run_demo(args: DemoArguments) -> dict:
 
     with timer("prime_s"):
         trainer, curve, health = train_prime(args, splits, tokenizer, pool)
-    after = evaluate_accuracy(trainer.model, tokenizer, splits["eval"], args.max_completion_length, args.eval_batch_size)
+    after = evaluate_accuracy(trainer.model, tokenizer, splits["eval"], args.max_completion_length,
+                              args.eval_batch_size)
     curves_png = plot_training_curves(trainer.state.log_history, os.path.join(args.output_dir, "training_curves.png"))
     accuracy_png = plot_accuracy_curve(curve, os.path.join(args.output_dir, "heldout_accuracy.png"))
     print(f"accuracy after PRIME: {after['accuracy']:.3f} (before: {before['accuracy']:.3f}); "

@@ -45,7 +45,8 @@ class ConciseProgress(TrainerCallback):
 
     SHOWN = {"reward": "reward", "prm/accuracy": "prm_acc", "prm/heldout_pairwise_accuracy": "prm_heldout",
              "prm/onpolicy_pairwise_accuracy": "prm_onpolicy", "prm/loss": "prm_loss",
-             "filter/kept_fraction": "kept", "sampling/rounds": "rounds", "sampling/informative_fraction": "informative"}
+             "filter/kept_fraction": "kept", "sampling/rounds": "rounds",
+             "sampling/informative_fraction": "informative"}
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.bar = tqdm(total=state.max_steps, desc="PRIME", dynamic_ncols=True)

@@ -23,7 +23,8 @@ def _free_port():
 
 def _errors(stderr: str) -> str:
     """The lines of a worker's stderr that matter: progress bars and deprecation warnings removed."""
-    keep = [line for line in stderr.splitlines() if "it/s]" not in line and "Warning" not in line and "warn(" not in line]
+    noise = ("it/s]", "Warning", "warn(")
+    keep = [line for line in stderr.splitlines() if not any(n in line for n in noise)]
     return "\n".join(keep[-60:])
 
 
