@@ -98,7 +98,7 @@ def implicit_reward_rows(tokenizer, args, seed: int) -> dict[str, dict[str, floa
     # weights; a reference left in bf16 disagrees with it, one upcast like the PRM (what the trainer does) does not
     loaded = copy.deepcopy(ref).to(torch.bfloat16)
     rows = {}
-    for name, ref_dtype in (("kept bf16 (before)", torch.bfloat16), ("upcast to fp32 (now)", torch.float32)):
+    for name, ref_dtype in (("kept bf16", torch.bfloat16), ("upcast to fp32 like the PRM", torch.float32)):
         start = log_ratios(SeparatePRM(copy.deepcopy(loaded).float(), copy.deepcopy(loaded).to(ref_dtype)), batch,
                            completion_logps, autocast=True)
         rows[f"separate, bf16-loaded, step 0, reference {name}"] = stats(start, torch.zeros_like(start))

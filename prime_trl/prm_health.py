@@ -36,7 +36,7 @@ from transformers import TrainerCallback
 from prime_trl.core import error_localisation, length_correlation, prm_pairwise_accuracy
 from prime_trl.evaluation.jsonl import read_jsonl
 from prime_trl.generation import generate_texts, pad_token_id, render_prompt
-from prime_trl.implicit_prm import build_completion_batch, encode_response, step_spans, token_step_ids
+from prime_trl.implicit_prm import batch_to, build_completion_batch, encode_response, step_spans, token_step_ids
 from prime_trl.prm import CompletionBatch
 
 HEALTH_KEYS = (
@@ -112,6 +112,7 @@ def sample_rollout_pool(
     batch_size: int = 16,
     seed: int = 0,
     first_wrong_step: Callable[[dict, str], int | None] | None = None,
+    top_p: float = 1.0,
 ) -> RolloutPool:
     """Sample G rollouts per held-out row (`prompt`, `ground_truth`, `ability`) and score them with the verifiers.
 
@@ -121,7 +122,7 @@ def sample_rollout_pool(
 
     prompts = [r["prompt"] for r in rows]
     torch.manual_seed(seed)
-    completions = generate_texts(model, tokenizer, prompts, num_generations, temperature, 1.0, max_new_tokens,
+    completions = generate_texts(model, tokenizer, prompts, num_generations, temperature, top_p, max_new_tokens,
                                  batch_size, progress=False)  # fmt: skip
     scores = verify(rows, completions)
     steps = None
@@ -236,8 +237,9 @@ class PRMHealthCallback(TrainerCallback):
         self._pending: dict[str, float] = {}
 
     @classmethod
-    def attach(cls, trainer, pool: RolloutPool, **kwargs) -> "PRMHealthCallback":
-        callback = cls(trainer, pool, **kwargs)
+    def attach(cls, trainer, *args, **kwargs) -> "PRMHealthCallback":
+        """The callback built from `(trainer, *args, **kwargs)`, placed first so its values reach the loggers."""
+        callback = cls(trainer, *args, **kwargs)
         trainer.callback_handler.callbacks.insert(0, callback)
         return callback
 
@@ -251,18 +253,14 @@ class PRMHealthCallback(TrainerCallback):
                                   self.batch_size)  # fmt: skip
         return {f"prm/{k}": v for k, v in health_of_rewards(rows, self.pool).items()}
 
-    def _on_device(self, batch: CompletionBatch) -> CompletionBatch:
-        device = self.trainer.accelerator.device
-        return CompletionBatch(*(t.to(device) for t in (batch.input_ids, batch.attention_mask, batch.completion_mask)))
-
     def token_rewards(self, batch: CompletionBatch) -> torch.Tensor:
         """r_t of the trainer's PRM as in training: against its `prm_ref_type` reference, EOS included."""
-        batch = self._on_device(batch)
+        batch = batch_to(batch, self.trainer.accelerator.device)
         return self.trainer.prm.score(batch, self.trainer.prm.reference_logps(batch))
 
     def reference_logps(self, batch: CompletionBatch) -> torch.Tensor:
         """log pi_ref(y_t | y_<t): the reference's own likelihood, the ranking a PRM has to beat."""
-        return self.trainer.prm.reference_logps(self._on_device(batch))
+        return self.trainer.prm.reference_logps(batch_to(batch, self.trainer.accelerator.device))
 
     def on_train_begin(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
@@ -285,16 +283,22 @@ class OnPolicyPRMHealthCallback(PRMHealthCallback):
     """`PRMHealthCallback` on rollouts of the policy as it is at each measurement, not a fixed pool.
 
     PRIME scores the current policy's rollouts, whose mistakes move as the policy learns; a fixed pool of the
-    start policy's rollouts can rank well while these do not. Each measurement samples G rollouts of every
-    held-out row (`prompt`, `ground_truth`, `ability`; `sample_rollout_pool`, scored by the verifiers) from the
-    policy and logs `prm/onpolicy_*` (the `HEALTH_KEYS` renamed) and `prm/onpolicy_reference_pairwise_accuracy`,
-    the reference's own log-likelihood on the same rollouts. Sampling runs under a forked RNG, so training draws
-    the same random numbers as without the callback. Main process only; refused where the policy is sharded.
+    start policy's rollouts can rank well while these do not. Each measurement samples `num_generations`
+    rollouts of every held-out row (`prompt`, `ground_truth`, `ability`; `sample_rollout_pool`, scored by the
+    verifiers) from the policy, at the trainer's temperature, top_p and completion length unless given, and
+    logs `prm/onpolicy_*` (the `HEALTH_KEYS` renamed) and `prm/onpolicy_reference_pairwise_accuracy`, the
+    reference's own log-likelihood on the same rollouts. The rollouts are decoded and tokenized again as a pool
+    file would be (EOS appended), so ids can differ from the sampled ones where a tokenizer does not round-trip.
+    Sampling runs under a forked RNG, so training draws the same random numbers as without the callback.
+    Main process only: under DDP the other ranks wait in their next collective meanwhile (mind `ddp_timeout`
+    with large models); refused where the policy is sharded.
     """
 
-    def __init__(self, trainer, rows: Sequence[dict], num_generations: int = 4, max_new_tokens: int = 256,
+    def __init__(self, trainer, rows: Sequence[dict], num_generations: int = 4, max_new_tokens: int | None = None,
+                 temperature: float | None = None, top_p: float | None = None,
                  first_wrong_step: Callable[[dict, str], int | None] | None = None, every_n_steps: int = 25,
-                 step_separators: Sequence[str] = ("\n\n",), batch_size: int = 32, seed: int = 0):  # fmt: skip
+                 step_separators: Sequence[str] = ("\n\n",), batch_size: int = 32, generation_batch_size: int = 16,
+                 seed: int = 0):  # fmt: skip
         from prime_trl.placement import sharding_backend
 
         backend = sharding_backend(trainer.accelerator)
@@ -303,20 +307,31 @@ class OnPolicyPRMHealthCallback(PRMHealthCallback):
                              f"{backend} shards across processes; use PRMHealthCallback with a fixed pool")
         if not rows:
             raise ValueError("OnPolicyPRMHealthCallback needs held-out rows to sample from")
+        if num_generations < 2:
+            raise ValueError(f"num_generations must be >= 2 (a pair to rank within each prompt), got {num_generations}")
         super().__init__(trainer, None, every_n_steps, step_separators, batch_size)
-        self.rows, self.num_generations, self.max_new_tokens = list(rows), num_generations, max_new_tokens
-        self.first_wrong_step, self.step_separators, self.seed = first_wrong_step, step_separators, seed
+        args = trainer.args
+        self.rows, self.num_generations = list(rows), num_generations
+        self.max_new_tokens = max_new_tokens or args.max_completion_length
+        self.temperature = args.temperature if temperature is None else temperature
+        self.top_p = args.top_p if top_p is None else top_p
+        self.first_wrong_step, self.step_separators = first_wrong_step, step_separators
+        self.generation_batch_size, self.seed = generation_batch_size, seed
 
     def sample_pool(self, step: int) -> RolloutPool:
+        """The held-out rows' rollouts by the policy now, seeded by `seed + step`."""
         model = self.trainer.accelerator.unwrap_model(self.trainer.model)
-        was_training = model.training
-        # the CPU RNG always, and the CUDA one of the device generation samples on
-        with torch.random.fork_rng(devices=[model.device] if model.device.type == "cuda" else []):
-            pool = sample_rollout_pool(model.eval(), self.trainer.processing_class, self.rows, self.num_generations,
-                                       self.max_new_tokens, batch_size=self.batch_size, seed=self.seed + step,
-                                       first_wrong_step=self.first_wrong_step)  # fmt: skip
-        model.train(was_training)
-        return pool
+        was_training, kind = model.training, model.device.type
+        # the CPU generator and the one of the device generation samples on; the training RNG resumes untouched
+        with torch.random.fork_rng(devices=[] if kind == "cpu" else [model.device], device_type=kind):
+            try:
+                return sample_rollout_pool(
+                    model.eval(), self.trainer.processing_class, self.rows, self.num_generations,
+                    self.max_new_tokens, self.temperature, self.generation_batch_size, seed=self.seed + step,
+                    first_wrong_step=self.first_wrong_step, top_p=self.top_p,
+                )
+            finally:
+                model.train(was_training)
 
     def metrics(self, step: int) -> dict[str, float]:
         self.pool = tokenize_pool(self.sample_pool(step), self.trainer.processing_class, self.step_separators)

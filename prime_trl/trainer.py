@@ -201,9 +201,13 @@ class PRIMETrainer(GRPOTrainer):
                 gradient_checkpointing_kwargs=self.args.gradient_checkpointing_kwargs or {"use_reentrant": False}
             )
         prm_model = prm_model.to(device).train()
-        # The reference in the PRM's fp32 too: a bf16-loaded copy of the same weights computes other log-probs
-        # (~2e-3 per token, as much as a first step's signal), so r_t would not start at exactly 0.
-        prm_ref_model = prm_ref_model.float().to(device) if prm_ref_model is not None else None
+        if prm_ref_model is not None:
+            # The reference in the PRM's fp32 too (twice a bf16 copy's memory): a bf16-loaded copy of the same
+            # weights computes other log-probs (~2e-3 per token, a first step's signal), so r_t would not start
+            # at 0. A quantized reference someone passed in cannot be upcast and stays as it is.
+            if not getattr(prm_ref_model, "is_quantized", False):
+                prm_ref_model = prm_ref_model.float()
+            prm_ref_model = prm_ref_model.to(device)
         if is_data_parallel(self.accelerator):
             # DDP, like the policy: gradients all-reduced in buckets overlapping the backward. Under DeepSpeed or
             # FSDP the accelerator's one engine is the policy's (a second would take over its backward), so the PRM

@@ -193,28 +193,29 @@ def test_on_policy_callback_scores_fresh_rollouts_of_the_current_policy_and_leav
 
     plain = _trained_weights(trainer("plain"))
     watched = trainer("watched")
-    callback = OnPolicyPRMHealthCallback.attach(watched, HELDOUT_ROWS, num_generations=4, max_new_tokens=8,
-                                                every_n_steps=1, seed=3)  # fmt: skip
+    callback = OnPolicyPRMHealthCallback.attach(watched, HELDOUT_ROWS, num_generations=4, every_n_steps=1, seed=3)
     assert torch.equal(_trained_weights(watched), plain)  # sampling ran under a forked RNG
 
     assert [h["step"] for h in callback.history] == [0, 1, 2]
     assert callback.history[0]["prm/onpolicy_pairwise_accuracy"] == 0.5  # PRM = reference: every r_t is 0
-    # the last measurement is health_of_rewards of the trained PRM's r_t and of log pi_ref, on the rollouts
-    # the trained policy samples with seed + step
-    pool = sample_rollout_pool(watched.model, watched.processing_class, HELDOUT_ROWS, 4, 8, seed=3 + 2)
+    # the last measurement is health_of_rewards of the trained PRM's r_t and of log pi_ref, on the rollouts the
+    # trained policy samples with seed + step at the trainer's temperature and completion length (the defaults)
+    pool = sample_rollout_pool(watched.model, watched.processing_class, HELDOUT_ROWS, 4,
+                               watched.args.max_completion_length, watched.args.temperature, seed=3 + 2)
     assert pool.completions == callback.sample_pool(2).completions
     tokenized = tokenize_pool(pool, watched.processing_class)
     pad = watched.processing_class.pad_token_id
     prm = health_of_rewards(pool_token_rewards(callback.token_rewards, tokenized, pad), tokenized)
     ref = health_of_rewards(pool_token_rewards(callback.reference_logps, tokenized, pad), tokenized)
     last = callback.history[-1]
-    assert 0.0 < len({s for g in pool.scores for s in g}) and ref["heldout_pairwise_accuracy"] != 0.5
+    assert any(len(set(g)) > 1 for g in pool.scores) and ref["heldout_pairwise_accuracy"] != 0.5  # pairs to rank
+    assert watched.model.training  # measuring put the policy back in train mode
     assert last["prm/onpolicy_pairwise_accuracy"] == pytest.approx(prm["heldout_pairwise_accuracy"])
     assert last["prm/onpolicy_length_correlation"] == pytest.approx(prm["heldout_length_correlation"])
     assert last["prm/onpolicy_reference_pairwise_accuracy"] == pytest.approx(ref["heldout_pairwise_accuracy"])
 
 
-def test_on_policy_callback_refuses_a_sharded_policy_by_name():
+def test_on_policy_callback_refuses_a_sharded_policy_and_single_rollouts_by_name():
     import types
 
     from prime_trl.prm_health import OnPolicyPRMHealthCallback
@@ -223,6 +224,9 @@ def test_on_policy_callback_refuses_a_sharded_policy_by_name():
                                         state=types.SimpleNamespace(deepspeed_plugin=None))  # fmt: skip
     with pytest.raises(ValueError, match="FSDP shards"):
         OnPolicyPRMHealthCallback(types.SimpleNamespace(accelerator=accelerator), HELDOUT_ROWS)
+    accelerator.distributed_type.name = "NO"
+    with pytest.raises(ValueError, match="num_generations must be >= 2"):
+        OnPolicyPRMHealthCallback(types.SimpleNamespace(accelerator=accelerator), HELDOUT_ROWS, num_generations=1)
 
 
 @pytest.mark.slow

@@ -158,9 +158,9 @@ def run_rl(
     onpolicy = None
     if onpolicy_rows:
         onpolicy = OnPolicyPRMHealthCallback.attach(
-            trainer, onpolicy_rows, num_generations=num_generations, max_new_tokens=max_completion_length,
-            first_wrong_step=first_wrong_step, every_n_steps=eval_every * policy_mini_batches,
-            step_separators=DEMO_STEP_SEPARATORS, batch_size=64, seed=seed,
+            trainer, onpolicy_rows, num_generations=num_generations, first_wrong_step=first_wrong_step,
+            every_n_steps=eval_every * policy_mini_batches, step_separators=DEMO_STEP_SEPARATORS, batch_size=64,
+            generation_batch_size=64, seed=seed,
         )
     trainer.train()
     return trainer, curve.curve, merged_history(health, onpolicy)
