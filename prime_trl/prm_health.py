@@ -336,8 +336,18 @@ class OnPolicyPRMHealthCallback(PRMHealthCallback):
     def metrics(self, step: int) -> dict[str, float]:
         self.pool = tokenize_pool(self.sample_pool(step), self.trainer.processing_class, self.step_separators)
         pad = pad_token_id(self.trainer.processing_class)
-        prm = health_of_rewards(pool_token_rewards(self.token_rewards, self.pool, pad, self.batch_size), self.pool)
-        ref = health_of_rewards(pool_token_rewards(self.reference_logps, self.pool, pad, self.batch_size), self.pool)
+        references: list[torch.Tensor] = []  # (n, T) chunks of log pi_ref, kept from the pass r_t needs anyway
+
+        def token_rewards(batch: CompletionBatch) -> torch.Tensor:
+            batch = batch_to(batch, self.trainer.accelerator.device)
+            reference = self.trainer.prm.reference_logps(batch)
+            references.append(reference.float().cpu())
+            return self.trainer.prm.score(batch, reference)
+
+        rewards = pool_token_rewards(token_rewards, self.pool, pad, self.batch_size)
+        reference_rows = [row for chunk in references for row in chunk]
+        reference_rows = [row[: len(ids)] for row, ids in zip(reference_rows, self.pool.completion_ids)]
+        prm, ref = health_of_rewards(rewards, self.pool), health_of_rewards(reference_rows, self.pool)
         metrics = {f"prm/onpolicy_{k.removeprefix('heldout_')}": v for k, v in prm.items()}
         metrics["prm/onpolicy_reference_pairwise_accuracy"] = ref["heldout_pairwise_accuracy"]
         return metrics
