@@ -17,15 +17,28 @@ stand out, and a digit that scores low everywhere is a feature the policy can ch
 
     python bench/prm_health.py --pool prime-demo/prm_pool.jsonl --ref prime-demo/sft \\
         --prm prime-demo/prime/prm --step-separators '\\n'
+
+A fixed pool holds the rollouts of the model that sampled it. PRIME scores the current policy's rollouts, so
+`--sample-from MODEL` first samples a fresh pool from MODEL (usually the trained policy) on held-out problems
+(`--demo-dir D`: the demo's eval split, with the task's first wrong steps; or `--problems rows.jsonl`), writes
+it to `--pool` and scores that:
+
+    python bench/prm_health.py --sample-from prime-demo/prime --demo-dir prime-demo --num-problems 500 \\
+        --pool onpolicy_pool.jsonl --ref prime-demo/sft --prm prime-demo/prime/prm --policy prime-demo/prime \\
+        --step-separators '\\n' --demo-slips
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from rerank import demo_eval_rows  # noqa: E402
 
 SLIP_PARTS = ("wrong: before", "wrong: first wrong token", "wrong: after", "right")
 
@@ -68,9 +81,35 @@ def token_correlation(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
     return torch.corrcoef(torch.stack([x, y]))[0, 1].item()
 
 
+def sample_pool(args, tokenizer):
+    """Sample `args.num_generations` rollouts per held-out problem from `args.sample_from` and save them to
+    `args.pool`; the demo's problems carry their first wrong steps."""
+    from transformers import AutoModelForCausalLM
+
+    from prime_trl import evaluation
+    from prime_trl.prm_health import sample_rollout_pool
+
+    if (args.demo_dir is None) == (args.problems is None):
+        raise SystemExit("--sample-from needs exactly one of --demo-dir and --problems: the problems to sample")
+    first_wrong_step = None
+    if args.demo_dir:
+        from prime_trl.demo.task import first_wrong_step_of_row
+
+        rows, first_wrong_step = demo_eval_rows(args.demo_dir, args.num_problems), first_wrong_step_of_row
+    else:
+        rows = evaluation.load_rows(args.problems, args.num_problems)
+    model = AutoModelForCausalLM.from_pretrained(args.sample_from).eval()
+    pool = sample_rollout_pool(model, tokenizer, rows, num_generations=args.num_generations,
+                               max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                               batch_size=args.generation_batch_size, seed=args.seed,
+                               first_wrong_step=first_wrong_step)  # fmt: skip
+    pool.save(args.pool)
+    return pool
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--pool", required=True, help="rollout pool (.jsonl)")
+    p.add_argument("--pool", required=True, help="rollout pool (.jsonl); with --sample-from, where it is written")
     p.add_argument("--ref", required=True, help="the reference model (the model the PRM started from)")
     p.add_argument("--prm", default=None, help="a saved PRM (trainer output dir, prm/ adapter or full PRM)")
     p.add_argument("--policy", default=None, help="the policy trained alongside --prm (its trainer output dir)")
@@ -79,6 +118,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--step-separators", nargs="+", default=["\\n\\n"], help="escapes \\n and \\t are read")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--demo-slips", action="store_true", help="the pool is the demo task's: break rewards down by slip")
+    sample = p.add_argument_group("sampling a fresh pool")
+    sample.add_argument("--sample-from", default=None, help="sample the pool from this model (a trainer output dir)")
+    sample.add_argument("--demo-dir", default=None, help="a `prime-trl demo` output dir: its eval split is sampled")
+    sample.add_argument("--problems", default=None, help="PRIME rows (.jsonl) to sample instead of the demo's")
+    sample.add_argument("--num-problems", type=int, default=500)
+    sample.add_argument("--num-generations", type=int, default=4)
+    sample.add_argument("--max-new-tokens", type=int, default=64)
+    sample.add_argument("--temperature", type=float, default=1.0)
+    sample.add_argument("--generation-batch-size", type=int, default=64)
+    sample.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -93,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(1)
     tokenizer = AutoTokenizer.from_pretrained(args.ref)
-    rollouts = load_rollout_pool(args.pool)
+    rollouts = sample_pool(args, tokenizer) if args.sample_from else load_rollout_pool(args.pool)
     pool = tokenize_pool(rollouts, tokenizer, parse_separators(args.step_separators))
     ref = AutoModelForCausalLM.from_pretrained(args.ref).eval()
     pad = pad_token_id(tokenizer)

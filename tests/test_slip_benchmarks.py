@@ -138,3 +138,34 @@ def test_policy_drift_next_to_the_prm(tmp_path, tiny_model_dir, capsys):
     assert twin["PRM"]["heldout_pairwise_accuracy"] != 0.5  # the copy moved: the test can tell the two apart
     still = run(tiny_model_dir)
     assert still["policy drift"]["heldout_pairwise_accuracy"] == 0.5
+
+
+def test_sample_from_scores_a_fresh_pool_of_the_model(tmp_path, tiny_model_dir, capsys):
+    """`--sample-from` writes the pool `sample_rollout_pool` samples with the same settings, and reports exactly
+    what scoring that saved pool with `--pool` alone reports; without a problem set it says which options it needs."""
+    import json
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from prime_trl.prm_health import load_rollout_pool, sample_rollout_pool
+
+    rows = [{"prompt": [{"role": "user", "content": f"What is {i} + 1?"}], "ground_truth": str(i + 1),
+             "ability": "math", "data_source": "toy"} for i in range(3)]  # fmt: skip
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    pool_path = str(tmp_path / "sampled.jsonl")
+    common = ["--ref", tiny_model_dir, "--prm", tiny_model_dir]
+    sampling = ["--sample-from", tiny_model_dir, "--problems", str(tmp_path / "rows.jsonl"), "--num-generations", "2",
+                "--max-new-tokens", "6", "--seed", "3"]  # fmt: skip
+    assert prm_health_bench.main(["--pool", pool_path, *common, *sampling]) == 0
+    sampled_report = capsys.readouterr().out.strip().splitlines()[-1]
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    expected = sample_rollout_pool(model, AutoTokenizer.from_pretrained(tiny_model_dir), rows, num_generations=2,
+                                   max_new_tokens=6, batch_size=64, seed=3)  # fmt: skip
+    saved = load_rollout_pool(pool_path)
+    assert (saved.completions, saved.scores) == (expected.completions, expected.scores)
+    assert prm_health_bench.main(["--pool", pool_path, *common]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == sampled_report
+
+    with pytest.raises(SystemExit, match="--demo-dir and --problems"):
+        prm_health_bench.main(["--pool", pool_path, *common, "--sample-from", tiny_model_dir])
