@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 from prime_trl import ImplicitPRM
 from prime_trl.cli import main as cli_main
 from prime_trl.verifiers import math_reward
-from tests.real.word_problems import eurus_rows, few_shot_prompt, problem
+from prime_trl.word_problems import eurus_rows, few_shot_prompt, problem
 
 pytestmark = pytest.mark.slow
 MAX_NEW_TOKENS = 24

@@ -15,7 +15,7 @@ from peft import LoraConfig
 
 from prime_trl import ImplicitPRM, PRIMETrainer
 from prime_trl.verifiers import math_reward
-from tests.real.word_problems import few_shot_prompt, word_problem_dataset
+from prime_trl.word_problems import few_shot_prompt, word_problem_dataset
 from tests.trainer.helpers import cpu_config
 
 pytestmark = pytest.mark.slow

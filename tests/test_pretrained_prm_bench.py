@@ -1,0 +1,127 @@
+"""bench/pretrained_prm.py: the fact-disjoint word-problem split, per-group pairwise accuracy, the intervals, and
+a run end to end on the tiny model (the real checkpoint is the benchmark's, too slow for a test)."""
+
+import argparse
+import importlib.util
+import json
+import os
+import re
+
+import pytest
+import torch
+
+from prime_trl.prm_health import RolloutPool
+from prime_trl.word_problems import NUM_FACTS, NUM_PROBLEMS, fact_split, problem, problem_rows
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+spec = importlib.util.spec_from_file_location("pretrained_prm", os.path.join(ROOT, "bench", "pretrained_prm.py"))
+bench = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bench)
+
+
+def test_the_family_has_504_distinct_problems_and_126_facts():
+    assert len({problem(i) for i in range(NUM_PROBLEMS)}) == NUM_PROBLEMS
+    assert problem(NUM_PROBLEMS + 5) == problem(5)
+    # problem i asks fact i % 126: the same operation and operands, whatever the name
+    assert problem(3)[1] == problem(3 + NUM_FACTS)[1] and problem(3)[0] != problem(3 + NUM_FACTS)[0]
+
+
+def test_fact_split_shares_no_fact_and_covers_every_problem():
+    train, heldout = fact_split(heldout_fraction=0.25, seed=3)
+    assert sorted(train + heldout) == list(range(NUM_PROBLEMS))
+    assert not {i % NUM_FACTS for i in train} & {i % NUM_FACTS for i in heldout}
+    assert len({i % NUM_FACTS for i in heldout}) == round(0.25 * NUM_FACTS)
+    assert fact_split(0.25, seed=3) == (train, heldout) and fact_split(0.25, seed=4) != (train, heldout)
+    assert [r["fact"] for r in problem_rows(heldout[:3])] == [i % NUM_FACTS for i in heldout[:3]]
+    with pytest.raises(ValueError, match="heldout_fraction"):
+        fact_split(1.0)
+
+
+def test_mixed_groups_and_per_group_pairwise_accuracy_by_hand():
+    scores = torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0])  # G = 2: groups 0 and 3 are mixed
+    assert bench.mixed_groups(scores, 2) == [0, 3]
+    rows = [torch.tensor([0.5, -1.0]), torch.tensor([0.0]),  # group 0: S = -0.5 < 0 = S_wrong: ranked wrong
+            *[torch.zeros(1)] * 4,
+            torch.tensor([2.0]), torch.tensor([1.0, 1.0])]  # group 3: S equal, a tie counts 1/2  # fmt: skip
+    assert bench.group_pairwise_accuracies(rows, scores, [0, 3], 2) == [0.0, 0.5]
+    rows[0] = torch.tensor([0.5, 1.0])  # S = 1.5 > 0: ranked right
+    assert bench.group_pairwise_accuracies(rows, scores, [0], 2) == [1.0]
+
+
+def test_report_means_differences_and_intervals():
+    reference = [0.5, 1.0, 0.0, 1.0]
+    prm = [[1.0, 1.0, 0.5, 1.0], [0.0, 1.0, 0.5, 1.0]]  # two seeds; per group mean 0.5, 1, 0.5, 1
+    facts = [7, 7, 9, 11]
+    health = {"x": {"heldout_pairwise_accuracy": 0.75}}
+    result = bench.report(reference, prm, facts, health, [[0.7, 0.6], [0.7, 0.5]])
+    assert (result["heldout_mixed_groups"], result["heldout_facts"]) == (4, 3)
+    assert result["reference_pairwise_accuracy"][0] == pytest.approx(2.5 / 4)
+    assert result["prm_pairwise_accuracy"][0] == pytest.approx(3.0 / 4)
+    assert result["prm_minus_reference"][0] == pytest.approx((0.0 + 0.0 + 0.5 + 0.0) / 4)
+    assert result["prm_pairwise_accuracy_per_seed"] == pytest.approx([0.875, 0.625])
+    mean, half = result["prm_pairwise_accuracy_over_seeds"]
+    # t interval of (0.875, 0.625): sd = 0.25 / sqrt(2), half-width = 12.706 * sd / sqrt(2) = 12.706 * 0.125
+    assert mean == pytest.approx(0.75) and half == pytest.approx(12.706 * 0.125)
+    for key in ("reference_pairwise_accuracy", "prm_pairwise_accuracy", "prm_minus_reference"):
+        value, low, high = result[key]
+        assert low <= value <= high
+    # resampling facts: fact 9 alone gives a difference of 0.5, facts 7 and 11 alone 0; no resample goes beyond
+    assert result["prm_minus_reference"][1] >= 0.0 and result["prm_minus_reference"][2] <= 0.5
+    assert result["prm_loss_per_epoch"] == [[0.7, 0.6], [0.7, 0.5]]
+
+
+ANSWER = "{} = {}. The answer is \\boxed{{{}}}."
+
+
+def hand_made_pool(rows: list[dict]) -> RolloutPool:
+    """Two right and two wrong rollouts per problem: a mixed group each, whatever a random model would sample."""
+    prompts, completions, scores = [], [], []
+    for r in rows:
+        question = r["prompt"][-1]["content"]
+        op = "+" if "more" in question else "-"
+        a, b = map(int, re.findall(r"\d+", question))
+        right, wrong = int(r["ground_truth"]), int(r["ground_truth"]) + 1
+        completions.append([ANSWER.format(f"{a} {op} {b}", v, v) for v in (right, wrong, right, wrong)])
+        prompts.append(r["prompt"])
+        scores.append([1.0, 0.0, 1.0, 0.0])
+    return RolloutPool(prompts, completions, scores)
+
+
+@pytest.fixture
+def hand_made_out(tiny_model_dir, tmp_path):
+    args = argparse.Namespace(heldout_fraction=0.5, split_seed=0, num_train=3, num_heldout=2)
+    for split, rows in bench.split_rows(args).items():
+        hand_made_pool(rows).save(str(tmp_path / f"{split}_pool.jsonl"))
+    return tmp_path
+
+
+def test_end_to_end_on_saved_pools(tiny_model_dir, hand_made_out, capsys):
+    out = hand_made_out
+    argv = ["--model", tiny_model_dir, "--out", str(out), "--num-train", "3", "--num-heldout", "2", "--seeds", "0", "1",
+            "--learning-rate", "1e-3", "--epochs", "4", "--groups-per-step", "1", "--beta", "0.5"]  # fmt: skip
+    assert bench.main(argv) == 0
+    result = json.loads((out / "report.json").read_text())
+    assert result["train_mixed_groups"] == 3 and result["heldout_mixed_groups"] == 2
+    for first, *_, last in result["prm_loss_per_epoch"]:
+        assert last < first - 0.05  # each seed's update moves its PRM
+    # the per-group accuracies the intervals use agree with the library's pool-level metric
+    for k, seed in enumerate((0, 1)):
+        library = result["health"][f"PRM seed {seed}"]["heldout_pairwise_accuracy"]
+        assert result["prm_pairwise_accuracy_per_seed"][k] == pytest.approx(library)
+    reference = result["health"]["reference log-likelihood"]["heldout_pairwise_accuracy"]
+    assert result["reference_pairwise_accuracy"][0] == pytest.approx(reference)
+    assert "trained PRM - reference" in capsys.readouterr().out
+
+
+def test_pools_are_sampled_once_and_a_pool_of_other_problems_is_refused(tiny_model_dir, tmp_path):
+    argv = ["--model", tiny_model_dir, "--out", str(tmp_path), "--num-heldout", "2", "--num-generations", "2",
+            "--max-new-tokens", "4", "--sample-only", "heldout"]  # fmt: skip
+    assert bench.main(argv) == 0
+    pool = tmp_path / "heldout_pool.jsonl"
+    records = [json.loads(line) for line in pool.read_text().splitlines()]
+    args = argparse.Namespace(heldout_fraction=0.5, split_seed=0, num_train=None,
+                                                        num_heldout=2)  # fmt: skip
+    assert [r["prompt"] for r in records] == [r["prompt"] for r in bench.split_rows(args)["heldout"]]
+    assert all(len(r["completions"]) == 2 for r in records)
+    with pytest.raises(SystemExit, match="other problems"):
+        bench.main([*argv[:5], "3", *argv[6:]])  # three held-out problems asked, two saved
