@@ -15,11 +15,13 @@ is converted into OUT/model first).
    optimizer step per `--groups-per-step` mixed training groups (the groups PRIME's accuracy band keeps), for
    `--epochs` passes in a seeded order.
 4. Held-out, on the groups holding both outcomes (the only ones with a pair to rank): pairwise accuracy (how often
-   a right rollout outranks a wrong one of its group by sum_t r_t) of the reference's log-likelihood
-   sum_t log pi_ref (what the model knows untrained; the untrained PRM scores 0.5 by construction) and of each
-   seed's PRM, with the rest of `prime_trl.prm_health`'s metrics. 95% intervals: percentile bootstrap over
-   held-out facts (the unit the split draws; a fact's problems differ only in names), and Student t over seeds for
-   the training's own variation.
+   a right rollout outranks a wrong one of its group by sum_t r_t) of each seed's PRM, against two baselines: the
+   reference's log-likelihood sum_t log pi_ref (what the model knows untrained; the untrained PRM scores 0.5 by
+   construction) and "shorter first" (a third of the wrong rollouts are cut off at the token limit, and a sum of
+   rewards can learn length). The same again with the cut-off and unanswered wrong rollouts left out of the pairs:
+   right answers against wrong answers only. 95% intervals: percentile bootstrap over held-out facts (the unit the
+   split draws; a fact's problems differ only in names), and Student t over seeds for the training's own
+   variation. `prime_trl.prm_health`'s metrics of each scorer are printed too.
 
     python bench/pretrained_prm.py --model SmolLM2-135M-Instruct.Q4_1.gguf --out pretrained-prm --sample-only train &
     python bench/pretrained_prm.py --model SmolLM2-135M-Instruct.Q4_1.gguf --out pretrained-prm --sample-only heldout
@@ -35,6 +37,7 @@ import copy
 import json
 import os
 import random
+import re
 import sys
 
 import torch
@@ -43,6 +46,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from intervals import bootstrap_ci, mean_ci  # noqa: E402
 
 SPLITS = ("train", "heldout")
+SUBSETS = {"all": "held out, every group with both outcomes",
+           "answered": "held out, each wrong rollout with a complete \\boxed{} answer (cut-off ones left out)"}
+ANSWERED = re.compile(r"\\boxed\{[^{}]*\}")
 
 
 def model_dir(path: str, out: str) -> str:
@@ -87,9 +93,18 @@ def rollout_pool(split: str, rows: list[dict], model, tokenizer, args):
 
 
 def mixed_groups(scores: torch.Tensor, num_generations: int) -> list[int]:
-    """Indices of the groups holding a right (score >= 0.5) and a wrong rollout; scores: (P*G,)."""
+    """Indices of the groups holding a right (score >= 0.5) and a wrong (< 0.5) rollout; scores: (P*G,), a NaN
+    score is neither."""
     right = (scores >= 0.5).reshape(-1, num_generations)  # (P, G)
-    return [g for g, row in enumerate(right.tolist()) if any(row) and not all(row)]
+    wrong = (scores < 0.5).reshape(-1, num_generations)  # (P, G)
+    return [g for g in range(right.shape[0]) if right[g].any() and wrong[g].any()]
+
+
+def unanswered_wrong_left_out(scores: torch.Tensor, completions: list[str]) -> torch.Tensor:
+    """scores (N,) with NaN on each wrong rollout that never closes a \\boxed{} answer (cut off, or no answer), so
+    that it joins no pair: what is left ranks right answers against wrong ones, not against unfinished text."""
+    answered = torch.tensor([ANSWERED.search(c) is not None for c in completions])
+    return torch.where((scores < 0.5) & ~answered, torch.nan, scores)
 
 
 def groups_of(pool, groups: list[int]):
@@ -164,43 +179,37 @@ def difference_of(per_fact: list[list[tuple[float, float]]]) -> float:
     return sum(a - b for a, b in pairs) / len(pairs)
 
 
-def report(reference_acc: list[float], prm_accs: list[list[float]], facts: list[int], health: dict, losses) -> dict:
-    """Every figure the bench prints; accuracies are per held-out mixed group, facts[k] the fact of group k."""
+def comparison(baselines: dict[str, list[float]], prm_accs: list[list[float]], facts: list[int]) -> dict:
+    """Pairwise accuracies per group (baselines[name][k], prm_accs[seed][k]; facts[k] the fact of group k): each
+    scorer's mean and the PRM's paired difference from each baseline, [value, low, high] with the bootstrap over
+    facts; the PRM per seed and its t interval over seeds."""
     seed_mean = [sum(col) / len(col) for col in zip(*prm_accs)]  # the PRM's accuracy per group, mean over seeds
-    by_fact: dict[int, list] = {}
+    scorers = {**baselines, "trained PRM, mean of seeds": seed_mean}
+    by_fact: dict[int, list[int]] = {}
     for k, fact in enumerate(facts):
-        by_fact.setdefault(fact, []).append((seed_mean[k], reference_acc[k]))
-    prm_units = {f: [p for p, _ in v] for f, v in by_fact.items()}
-    reference_units = {f: [r for _, r in v] for f, v in by_fact.items()}
+        by_fact.setdefault(fact, []).append(k)
+    result = {"groups": len(facts), "facts": len(by_fact)}
+    for name, accs in scorers.items():
+        result[name] = interval({f: [accs[k] for k in ks] for f, ks in by_fact.items()}, mean_of)
+    for name, accs in baselines.items():
+        pairs = {f: [(seed_mean[k], accs[k]) for k in ks] for f, ks in by_fact.items()}
+        result[f"trained PRM - {name}"] = interval(pairs, difference_of)
     per_seed = [sum(acc) / len(acc) for acc in prm_accs]
-    return {
-        "heldout_mixed_groups": len(facts),
-        "heldout_facts": len(by_fact),
-        "reference_pairwise_accuracy": interval(reference_units, mean_of),
-        "prm_pairwise_accuracy": interval(prm_units, mean_of),
-        "prm_minus_reference": interval(by_fact, difference_of),
-        "prm_pairwise_accuracy_per_seed": per_seed,
-        "prm_pairwise_accuracy_over_seeds": list(mean_ci(per_seed)) if len(per_seed) > 1 else [per_seed[0], None],
-        "health": health,
-        "prm_loss_per_epoch": losses,  # per seed
-    }
+    result["trained PRM per seed"] = per_seed
+    result["trained PRM over seeds (t)"] = list(mean_ci(per_seed)) if len(per_seed) > 1 else [per_seed[0], None]
+    return result
 
 
-def print_report(result: dict, seeds: list[int]) -> None:
-    def cell(v):
-        return f"{v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]"
-
-    print(f"\nheld out: {result['heldout_mixed_groups']} mixed groups over {result['heldout_facts']} facts; "
+def print_comparison(title: str, result: dict, seeds: list[int]) -> None:
+    print(f"\n{title}: {result['groups']} groups over {result['facts']} facts; "
           "pairwise accuracy, mean [95% bootstrap over facts]")  # fmt: skip
-    print(f"{'untrained PRM':<34}0.500 (by construction)")
-    print(f"{'reference log-likelihood':<34}{cell(result['reference_pairwise_accuracy'])}")
-    print(f"{'trained PRM, mean of seeds':<34}{cell(result['prm_pairwise_accuracy'])}")
-    print(f"{'trained PRM - reference':<34}{cell(result['prm_minus_reference'])}")
-    mean, half = result["prm_pairwise_accuracy_over_seeds"]
-    per_seed = ", ".join(f"{s}: {v:.3f}" for s, v in zip(seeds, result["prm_pairwise_accuracy_per_seed"]))
-    print(f"{'trained PRM per seed':<34}{per_seed}" + (f"  (t over seeds: {mean:.3f} ± {half:.3f})" if half else ""))
-    for name, health in result["health"].items():
-        print(f"{name:<34}" + ", ".join(f"{k.removeprefix('heldout_')} {v:.3f}" for k, v in health.items()))
+    print(f"{'untrained PRM':<40}0.500 (by construction)")
+    for name, value in result.items():
+        if isinstance(value, list) and len(value) == 3 and value[1] is not None:
+            print(f"{name:<40}{value[0]:.3f} [{value[1]:.3f}, {value[2]:.3f}]")
+    mean, half = result["trained PRM over seeds (t)"]
+    per_seed = ", ".join(f"{s}: {v:.3f}" for s, v in zip(seeds, result["trained PRM per seed"]))
+    print(f"{'trained PRM per seed':<40}{per_seed}" + (f"  (t over seeds: {mean:.3f} ± {half:.3f})" if half else ""))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -240,8 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.sample_only:
         rollout_pool(args.sample_only, rows[args.sample_only], reference, tokenizer, args)
         return 0
-    pools = {split: tokenize_pool(rollout_pool(split, rows[split], reference, tokenizer, args), tokenizer)
-             for split in SPLITS}  # fmt: skip
+    raw = {split: rollout_pool(split, rows[split], reference, tokenizer, args) for split in SPLITS}
+    pools = {split: tokenize_pool(raw[split], tokenizer) for split in SPLITS}
     G, pad = args.num_generations, pad_token_id(tokenizer)
     train_groups = mixed_groups(pools["train"].scores, G)
     heldout_groups = mixed_groups(pools["heldout"].scores, G)
@@ -249,28 +258,37 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"mixed groups: {len(train_groups)} to train on, {len(heldout_groups)} held out; "
                          "the PRM needs both (more problems or --num-generations)")  # fmt: skip
     heldout = groups_of(pools["heldout"], heldout_groups)  # the others hold no pair to rank
-    every_group = list(range(len(heldout_groups)))
+    texts = [raw["heldout"].completions[g][k] for g in heldout_groups for k in range(G)]
     with torch.no_grad():
         ref_rows = pool_token_rewards(lambda b: completion_logps(reference, b), heldout, pad)
-    scores = heldout.scores
-    reference_acc = group_pairwise_accuracies(ref_rows, scores, every_group, G)
+    # r_t = -1 on every token: the shorter rollout ranks first, the length bias a sum of rewards can carry
+    baselines = {"reference log-likelihood": ref_rows, "shorter first": [-torch.ones(len(r)) for r in ref_rows]}
     health = {"reference log-likelihood": health_of_rewards(ref_rows, heldout)}
-    prm_accs, losses = [], []
+    prm_rows, losses = [], []
     for seed in args.seeds:
         prm, seed_losses = train_prm(reference, pools["train"], train_groups, pad, args, seed)
         with torch.no_grad():
-            prm_rows = pool_token_rewards(lambda b: completion_logps(prm, b), heldout, pad)
+            logps = pool_token_rewards(lambda b: completion_logps(prm, b), heldout, pad)
         # r_t = beta * (log pi_prm(y_t) - log pi_ref(y_t))
-        rewards = [args.beta * (a - b) for a, b in zip(prm_rows, ref_rows)]
-        prm_accs.append(group_pairwise_accuracies(rewards, scores, every_group, G))
-        health[f"PRM seed {seed}"] = health_of_rewards(rewards, heldout)
+        prm_rows.append([args.beta * (a - b) for a, b in zip(logps, ref_rows)])
+        health[f"PRM seed {seed}"] = health_of_rewards(prm_rows[-1], heldout)
         losses.append(seed_losses)
         del prm
-    facts = [rows["heldout"][g]["fact"] for g in heldout_groups]
-    result = report(reference_acc, prm_accs, facts, health, losses)
-    result.update(train_mixed_groups=len(train_groups), settings=vars(args),
+    group_facts = [rows["heldout"][g]["fact"] for g in heldout_groups]
+    result = {}
+    for subset, scores in (("all", heldout.scores), ("answered", unanswered_wrong_left_out(heldout.scores, texts))):
+        groups = mixed_groups(scores, G)
+
+        def accuracies(rows_of_scorer):
+            return group_pairwise_accuracies(rows_of_scorer, scores, groups, G)
+
+        result[subset] = comparison({name: accuracies(r) for name, r in baselines.items()},
+                                    [accuracies(r) for r in prm_rows], [group_facts[k] for k in groups])  # fmt: skip
+        print_comparison(SUBSETS[subset], result[subset], args.seeds)
+    for name, values in health.items():
+        print(f"{name:<40}" + ", ".join(f"{k.removeprefix('heldout_')} {v:.3f}" for k, v in values.items()))
+    result.update(health=health, prm_loss_per_epoch=losses, train_mixed_groups=len(train_groups), settings=vars(args),
                   accuracy={s: pools[s].scores.float().mean().item() for s in SPLITS})  # fmt: skip
-    print_report(result, args.seeds)
     with open(os.path.join(args.out, "report.json"), "w") as f:
         json.dump(result, f, indent=1)
     return 0

@@ -1,9 +1,10 @@
 """One-operation word problems as few-shot chat prompts: a 135M instruct model solves some, not all.
 
-Sampled at temperature 0.7 with 24 new tokens, SmolLM2-135M-Instruct answers about 1 in 10 right, and about a
-third of the groups of 4 samples have mixed outcomes, inside PRIME's accuracy band [0.2, 0.8]; problems with two
-operations are nearly always wrong, which would leave the PRM nothing to learn from. The tests and
-`bench/pretrained_prm.py` use them with the offline SmolLM2 checkpoint.
+Sampled at temperature 0.7 with 24 new tokens, SmolLM2-135M-Instruct answers about 13% of them right, and about a
+third of the groups of 4 samples have mixed outcomes, inside PRIME's accuracy band [0.2, 0.8] (measured over all
+504 problems × 4 by `bench/pretrained_prm.py`); problems with two operations are nearly always wrong, which would
+leave the PRM nothing to learn from. The tests and `bench/pretrained_prm.py` use them with the offline SmolLM2
+checkpoint.
 
 The family is finite: the operands repeat every 63 problems and the operation every 2, so there are
 `NUM_FACTS` = 126 arithmetic facts, and with the 8 names and items `NUM_PROBLEMS` = 504 distinct problems.

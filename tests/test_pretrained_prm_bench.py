@@ -48,26 +48,36 @@ def test_mixed_groups_and_per_group_pairwise_accuracy_by_hand():
     assert bench.group_pairwise_accuracies(rows, scores, [0], 2) == [1.0]
 
 
-def test_report_means_differences_and_intervals():
+def test_comparison_means_differences_and_intervals():
     reference = [0.5, 1.0, 0.0, 1.0]
     prm = [[1.0, 1.0, 0.5, 1.0], [0.0, 1.0, 0.5, 1.0]]  # two seeds; per group mean 0.5, 1, 0.5, 1
     facts = [7, 7, 9, 11]
-    health = {"x": {"heldout_pairwise_accuracy": 0.75}}
-    result = bench.report(reference, prm, facts, health, [[0.7, 0.6], [0.7, 0.5]])
-    assert (result["heldout_mixed_groups"], result["heldout_facts"]) == (4, 3)
-    assert result["reference_pairwise_accuracy"][0] == pytest.approx(2.5 / 4)
-    assert result["prm_pairwise_accuracy"][0] == pytest.approx(3.0 / 4)
-    assert result["prm_minus_reference"][0] == pytest.approx((0.0 + 0.0 + 0.5 + 0.0) / 4)
-    assert result["prm_pairwise_accuracy_per_seed"] == pytest.approx([0.875, 0.625])
-    mean, half = result["prm_pairwise_accuracy_over_seeds"]
+    result = bench.comparison({"ref": reference, "flat": [0.5] * 4}, prm, facts)
+    assert (result["groups"], result["facts"]) == (4, 3)
+    assert result["ref"][0] == pytest.approx(2.5 / 4) and result["flat"][0] == pytest.approx(0.5)
+    assert result["trained PRM, mean of seeds"][0] == pytest.approx(3.0 / 4)
+    assert result["trained PRM - ref"][0] == pytest.approx((0.0 + 0.0 + 0.5 + 0.0) / 4)
+    assert result["trained PRM - flat"][0] == pytest.approx(0.25)
+    assert result["trained PRM per seed"] == pytest.approx([0.875, 0.625])
+    mean, half = result["trained PRM over seeds (t)"]
     # t interval of (0.875, 0.625): sd = 0.25 / sqrt(2), half-width = 12.706 * sd / sqrt(2) = 12.706 * 0.125
     assert mean == pytest.approx(0.75) and half == pytest.approx(12.706 * 0.125)
-    for key in ("reference_pairwise_accuracy", "prm_pairwise_accuracy", "prm_minus_reference"):
+    for key in ("ref", "trained PRM, mean of seeds", "trained PRM - ref"):
         value, low, high = result[key]
         assert low <= value <= high
     # resampling facts: fact 9 alone gives a difference of 0.5, facts 7 and 11 alone 0; no resample goes beyond
-    assert result["prm_minus_reference"][1] >= 0.0 and result["prm_minus_reference"][2] <= 0.5
-    assert result["prm_loss_per_epoch"] == [[0.7, 0.6], [0.7, 0.5]]
+    assert result["trained PRM - ref"][1] >= 0.0 and result["trained PRM - ref"][2] <= 0.5
+
+
+def test_cut_off_wrong_rollouts_join_no_pair():
+    scores = torch.tensor([1.0, 0.0, 0.0, 1.0])
+    texts = ["2 + 3 = 5. The answer is \\boxed{5}.", "2 + 3 = 6. The answer is \\boxed{6}.",
+             "2 + 3 = 6. The answer is \\boxed{6", "2 + 3 = 5. The answer is \\boxed{5}."]  # fmt: skip
+    left = bench.unanswered_wrong_left_out(scores, texts)
+    assert left[:2].tolist() == [1.0, 0.0] and torch.isnan(left[2]) and left[3] == 1.0
+    assert bench.mixed_groups(left, 2) == [0]  # the second group's only wrong rollout is cut off
+    rows = [torch.tensor([1.0]), torch.tensor([0.0]), torch.tensor([9.0]), torch.tensor([0.0])]
+    assert bench.group_pairwise_accuracies(rows, left, [0], 2) == [1.0]
 
 
 ANSWER = "{} = {}. The answer is \\boxed{{{}}}."
@@ -101,16 +111,18 @@ def test_end_to_end_on_saved_pools(tiny_model_dir, hand_made_out, capsys):
             "--learning-rate", "1e-3", "--epochs", "4", "--groups-per-step", "1", "--beta", "0.5"]  # fmt: skip
     assert bench.main(argv) == 0
     result = json.loads((out / "report.json").read_text())
-    assert result["train_mixed_groups"] == 3 and result["heldout_mixed_groups"] == 2
+    assert result["train_mixed_groups"] == 3 and result["all"]["groups"] == 2
+    assert result["answered"]["groups"] == 2  # every hand-made wrong rollout is a complete answer
     for first, *_, last in result["prm_loss_per_epoch"]:
         assert last < first - 0.05  # each seed's update moves its PRM
     # the per-group accuracies the intervals use agree with the library's pool-level metric
     for k, seed in enumerate((0, 1)):
         library = result["health"][f"PRM seed {seed}"]["heldout_pairwise_accuracy"]
-        assert result["prm_pairwise_accuracy_per_seed"][k] == pytest.approx(library)
+        assert result["all"]["trained PRM per seed"][k] == pytest.approx(library)
     reference = result["health"]["reference log-likelihood"]["heldout_pairwise_accuracy"]
-    assert result["reference_pairwise_accuracy"][0] == pytest.approx(reference)
-    assert "trained PRM - reference" in capsys.readouterr().out
+    assert result["all"]["reference log-likelihood"][0] == pytest.approx(reference)
+    assert result["all"]["shorter first"][0] == 0.5  # right and wrong hand-made answers have the same length
+    assert "trained PRM - reference log-likelihood" in capsys.readouterr().out
 
 
 def test_pools_are_sampled_once_and_a_pool_of_other_problems_is_refused(tiny_model_dir, tmp_path):
