@@ -205,7 +205,7 @@ def print_comparison(title: str, result: dict, seeds: list[int]) -> None:
           "pairwise accuracy, mean [95% bootstrap over facts]")  # fmt: skip
     print(f"{'untrained PRM':<40}0.500 (by construction)")
     for name, value in result.items():
-        if isinstance(value, list) and len(value) == 3 and value[1] is not None:
+        if name not in ("groups", "facts", "trained PRM per seed", "trained PRM over seeds (t)"):
             print(f"{name:<40}{value[0]:.3f} [{value[1]:.3f}, {value[2]:.3f}]")
     mean, half = result["trained PRM over seeds (t)"]
     per_seed = ", ".join(f"{s}: {v:.3f}" for s, v in zip(seeds, result["trained PRM per seed"]))
@@ -286,7 +286,8 @@ def main(argv: list[str] | None = None) -> int:
                                     [accuracies(r) for r in prm_rows], [group_facts[k] for k in groups])  # fmt: skip
         print_comparison(SUBSETS[subset], result[subset], args.seeds)
     for name, values in health.items():
-        print(f"{name:<40}" + ", ".join(f"{k.removeprefix('heldout_')} {v:.3f}" for k, v in values.items()))
+        shown = {k.removeprefix("heldout_"): v for k, v in values.items() if v == v}  # NaN: no first wrong steps
+        print(f"{name:<40}" + ", ".join(f"{k} {v:.3f}" for k, v in shown.items()))
     result.update(health=health, prm_loss_per_epoch=losses, train_mixed_groups=len(train_groups), settings=vars(args),
                   accuracy={s: pools[s].scores.float().mean().item() for s in SPLITS})  # fmt: skip
     with open(os.path.join(args.out, "report.json"), "w") as f:

@@ -122,7 +122,9 @@ def test_end_to_end_on_saved_pools(tiny_model_dir, hand_made_out, capsys):
     reference = result["health"]["reference log-likelihood"]["heldout_pairwise_accuracy"]
     assert result["all"]["reference log-likelihood"][0] == pytest.approx(reference)
     assert result["all"]["shorter first"][0] == 0.5  # right and wrong hand-made answers have the same length
-    assert "trained PRM - reference log-likelihood" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert printed.count("trained PRM - reference log-likelihood") == 2  # all groups, then answered ones
+    assert printed.count("trained PRM per seed") == 2
 
 
 def test_pools_are_sampled_once_and_a_pool_of_other_problems_is_refused(tiny_model_dir, tmp_path):
