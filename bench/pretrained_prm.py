@@ -39,6 +39,7 @@ import os
 import random
 import re
 import sys
+from functools import partial
 
 import torch
 
@@ -260,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     heldout = groups_of(pools["heldout"], heldout_groups)  # the others hold no pair to rank
     texts = [raw["heldout"].completions[g][k] for g in heldout_groups for k in range(G)]
     with torch.no_grad():
-        ref_rows = pool_token_rewards(lambda b: completion_logps(reference, b), heldout, pad)
+        ref_rows = pool_token_rewards(partial(completion_logps, reference), heldout, pad)
     # r_t = -1 on every token: the shorter rollout ranks first, the length bias a sum of rewards can carry
     baselines = {"reference log-likelihood": ref_rows, "shorter first": [-torch.ones(len(r)) for r in ref_rows]}
     health = {"reference log-likelihood": health_of_rewards(ref_rows, heldout)}
@@ -268,12 +269,12 @@ def main(argv: list[str] | None = None) -> int:
     for seed in args.seeds:
         prm, seed_losses = train_prm(reference, pools["train"], train_groups, pad, args, seed)
         with torch.no_grad():
-            logps = pool_token_rewards(lambda b: completion_logps(prm, b), heldout, pad)
+            logps = pool_token_rewards(partial(completion_logps, prm), heldout, pad)
         # r_t = beta * (log pi_prm(y_t) - log pi_ref(y_t))
         prm_rows.append([args.beta * (a - b) for a, b in zip(logps, ref_rows)])
         health[f"PRM seed {seed}"] = health_of_rewards(prm_rows[-1], heldout)
         losses.append(seed_losses)
-        del prm
+        del prm  # the next seed's copy takes its place
     group_facts = [rows["heldout"][g]["fact"] for g in heldout_groups]
     result = {}
     for subset, scores in (("all", heldout.scores), ("answered", unanswered_wrong_left_out(heldout.scores, texts))):
