@@ -1,15 +1,12 @@
 """The estimator benchmark's statistics: mean and Student-t 95% confidence half-width over seeds."""
 
-import importlib.util
 import math
-import os
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-spec = importlib.util.spec_from_file_location("bench_estimators", os.path.join(ROOT, "bench", "estimators.py"))
-bench = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(bench)
+from bench_scripts import load_bench
+
+bench = load_bench("estimators")
 
 
 def test_intervals_hand_computed():

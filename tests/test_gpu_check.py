@@ -13,10 +13,9 @@ import os
 import pytest
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-spec = importlib.util.spec_from_file_location("gpu_check", os.path.join(ROOT, "bench", "gpu_check.py"))
-gpu_check = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(gpu_check)
+from bench_scripts import load_bench
+
+gpu_check = load_bench("gpu_check")
 
 pytestmark = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU dry mode")
 

@@ -2,9 +2,7 @@
 a run end to end on the tiny model (the real checkpoint is the benchmark's, too slow for a test)."""
 
 import argparse
-import importlib.util
 import json
-import os
 import re
 
 import pytest
@@ -13,10 +11,9 @@ import torch
 from prime_trl.prm_health import RolloutPool
 from prime_trl.word_problems import NUM_FACTS, NUM_PROBLEMS, fact_split, problem, problem_rows
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-spec = importlib.util.spec_from_file_location("pretrained_prm", os.path.join(ROOT, "bench", "pretrained_prm.py"))
-bench = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(bench)
+from bench_scripts import load_bench
+
+bench = load_bench("pretrained_prm")
 
 
 def test_the_family_has_504_distinct_problems_and_126_facts():

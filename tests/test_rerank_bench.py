@@ -1,14 +1,10 @@
 """bench/rerank.py's length-bias check on hand-made candidates."""
 
-import importlib.util
-import os
-
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-spec = importlib.util.spec_from_file_location("rerank_bench", os.path.join(ROOT, "bench", "rerank.py"))
-bench = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(bench)
+from bench_scripts import load_bench
+
+bench = load_bench("rerank")
 
 
 def test_length_bias_by_hand():

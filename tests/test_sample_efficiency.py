@@ -1,14 +1,10 @@
 """The sample-efficiency benchmark's arithmetic: interpolated samples-to-target and seed means."""
 
-import importlib.util
-import os
-
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-spec = importlib.util.spec_from_file_location("sample_efficiency", os.path.join(ROOT, "bench", "sample_efficiency.py"))
-bench = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(bench)
+from bench_scripts import load_bench
+
+bench = load_bench("sample_efficiency")
 
 CURVE = [{"samples": 0, "accuracy": 0.5}, {"samples": 100, "accuracy": 0.6}, {"samples": 200, "accuracy": 0.8}]
 
@@ -28,9 +24,7 @@ def test_mean_curve_averages_pointwise():
     assert [p["samples"] for p in bench.mean_curve([CURVE, refilled])] == [0, 200, 350]
 
 
-spec_i = importlib.util.spec_from_file_location("intervals", os.path.join(ROOT, "bench", "intervals.py"))
-intervals = importlib.util.module_from_spec(spec_i)
-spec_i.loader.exec_module(intervals)
+intervals = load_bench("intervals")
 
 
 def test_mean_ci_is_the_t_interval():

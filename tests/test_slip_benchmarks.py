@@ -1,8 +1,5 @@
 """The demo task's first wrong token and the benchmarks built on it: the oracle PRM and the slip breakdown."""
 
-import importlib.util
-import os
-
 import pytest
 import torch
 
@@ -10,15 +7,7 @@ from prime_trl.demo.task import Problem, first_wrong_token, make_demo_splits, to
 from prime_trl.prm import CompletionBatch
 from prime_trl.tiny import build_tokenizer
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def load_bench(name: str):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "bench", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
+from bench_scripts import load_bench
 
 oracle_credit, prm_health_bench = load_bench("oracle_credit"), load_bench("prm_health")
 
