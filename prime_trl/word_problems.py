@@ -15,6 +15,7 @@ The family is finite: the operands repeat every 63 problems and the operation ev
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 
 from datasets import Dataset
 
@@ -45,8 +46,14 @@ def few_shot_prompt(question: str) -> list[dict]:
     return [*messages, {"role": "user", "content": question}]
 
 
-def word_problem_dataset(n: int) -> Dataset:
-    rows = [problem(i) for i in range(n)]
+# Problems SmolLM2-135M-Instruct answers right about half the time at temperature 0.7 (9, 9, 9 and 7 of 16
+# samples): a group of 4 lands inside PRIME's accuracy band [0.2, 0.8] about 86% of the time.
+ABOUT_HALF_RIGHT = (8, 54, 75, 107)
+
+
+def word_problem_dataset(indices: Iterable[int]) -> Dataset:
+    """Prompt rows (`prompt`, `ground_truth`) of the given problems."""
+    rows = [problem(i) for i in indices]
     return Dataset.from_list([{"prompt": few_shot_prompt(q), "ground_truth": a} for q, a in rows])
 
 
