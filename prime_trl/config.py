@@ -175,7 +175,8 @@ class PRIMEConfig(GRPOConfig):
         default="rloo",
         metadata={"help": "How rewards become advantages. 'rloo': PRIME's RLOO returns of each source, whitened (paper "
                   "§3.2, as the authors' code runs it). 'rloo_paper_eq5': the same as the paper's Eq. 5 writes it (the "
-                  "baseline subtracted on every token; equal to 'rloo' at the first token). 'reinforce': the same returns without baselines, whitened. 'grpo': GRPO's group-normalised "
+                  "baseline subtracted on every token; equal to 'rloo' at the first token). 'reinforce': the same "
+                  "returns without baselines, whitened. 'grpo': GRPO's group-normalised "
                   "outcome (TRL's `scale_rewards`) on every token plus the group-normalised process return "
                   "(DeepSeekMath §4.1.3), not whitened; with process rewards off it is exactly GRPO. 'ppo': GAE "
                   "(`gae_gamma`, `gae_lambda`) with a learned value model. The paper's Table 4 runs all four.",
@@ -265,7 +266,9 @@ class PRIMEConfig(GRPOConfig):
         _check_choice("prm_ref_type", self.prm_ref_type, PRM_REFERENCES)
         _check_choice("prm_loss_type", self.prm_loss_type, PRM_LOSSES)
         if self.prm_ref_type == "policy" and self.prm_ref_model_name_or_path:
-            raise ValueError("prm_ref_type='policy' takes the policy as the PRM's reference; unset prm_ref_model_name_or_path.")
+            raise ValueError(
+                "prm_ref_type='policy' takes the policy as the PRM's reference; unset prm_ref_model_name_or_path."
+            )
         local_rows = self.per_device_train_batch_size * self.steps_per_generation
         if self.prm_loss_type == "dpo" and local_rows % self.num_generations != 0:
             raise ValueError(
@@ -280,7 +283,9 @@ class PRIMEConfig(GRPOConfig):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}.")
         if self.advantage_estimator == "rloo_paper_eq5" and self.gamma_outcome != 1.0:
-            raise ValueError("advantage_estimator='rloo_paper_eq5' adds the outcome undiscounted (Eq. 5): gamma_outcome must be 1.")
+            raise ValueError(
+                "advantage_estimator='rloo_paper_eq5' adds the outcome undiscounted (Eq. 5): gamma_outcome must be 1."
+            )
         if self.advantage_estimator == "grpo" and self.multi_objective_aggregation != "sum_then_normalize":
             raise ValueError(
                 "advantage_estimator='grpo' normalises PRIME's weighted-sum outcome, i.e. "

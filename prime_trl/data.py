@@ -128,7 +128,9 @@ def _normalize_eurus(row: dict) -> tuple[list[dict], str, str, str]:
     messages = row.get("prompt")
     if not messages:
         raise _BadField("prompt", "is missing or empty")
-    if not isinstance(messages, list) or not all(isinstance(m, dict) and "role" in m and "content" in m for m in messages):
+    if not isinstance(messages, list) or not all(
+        isinstance(m, dict) and "role" in m and "content" in m for m in messages
+    ):
         raise _BadField("prompt", "must be a list of {'role', 'content'} messages")
     if not any(m["role"] == "user" and (m["content"] or "").strip() for m in messages):
         raise _BadField("prompt", "has no non-empty user message")

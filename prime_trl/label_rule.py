@@ -62,7 +62,8 @@ def resolve_label_rule(
     for index in funcs:
         if reward_weights[index] <= 0:
             raise ValueError(
-                f"prm_label_funcs: reward function '{names[index]}' has reward weight {reward_weights[index].item():g}; "
+                f"prm_label_funcs: reward function '{names[index]}' has reward weight "
+                f"{reward_weights[index].item():g}; "
                 f"the label is a weighted mean, so each label function needs a positive weight. Choose label "
                 f"functions among {list(names)} with prm_label_funcs."
             )
@@ -76,7 +77,9 @@ def _index_of(entry: str | int, names: tuple[str, ...]) -> int:
     if isinstance(entry, int) or (isinstance(entry, str) and entry.isdigit()):
         if 0 <= int(entry) < len(names):
             return int(entry)
-    raise ValueError(f"prm_label_funcs: {entry!r} is neither the name nor the index of a reward function {list(names)}.")
+    raise ValueError(
+        f"prm_label_funcs: {entry!r} is neither the name nor the index of a reward function {list(names)}."
+    )
 
 
 def _transform_for(requested: str, reward_func) -> str:

@@ -1,9 +1,10 @@
 """Per-token log-probabilities from an fp32 LM head, with the transformer body in whatever precision it runs.
 
 The implicit reward r_t = beta * (log pi_prm - log pi_ref) is the difference of two nearly equal log-probs. From
-bf16 logits, log-probs between -8 and -4 are rounded to steps of 2^-5, while one PRM step at lr 1e-6 moves them by ~1e-4:
-the difference comes out exactly 0 on most tokens and a rounding jump on the rest. So the body (the costly part)
-keeps running under the caller's autocast, and only the head, hidden (M, H) @ W (V, H)^T, runs in fp32.
+bf16 logits, log-probs between -8 and -4 are rounded to steps of 2^-5, while one PRM step at lr 1e-6 moves them
+by ~1e-4: the difference comes out exactly 0 on most tokens and a rounding jump on the rest. So the body (the
+costly part) keeps running under the caller's autocast, and only the head, hidden (M, H) @ W (V, H)^T, runs in
+fp32.
 
 How: for one forward, the model's output-embedding module computes the log-probs of the given labels instead of
 logits. The forward still goes through every wrapper (DDP, DeepSpeed, PEFT), so their hooks run (DDP's gradient

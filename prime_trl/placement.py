@@ -95,7 +95,9 @@ def separate_prm_models(model, args: PRIMEConfig, prm_model, prm_ref_model, quan
         prm_model = whole_copy(args.prm_model_name_or_path or model, args)
     if args.prm_ref_type == "policy":
         if prm_ref_model is not None:
-            raise ValueError("prm_ref_type='policy' takes the policy as the PRM's reference; do not pass prm_ref_model.")
+            raise ValueError(
+                "prm_ref_type='policy' takes the policy as the PRM's reference; do not pass prm_ref_model."
+            )
         return prm_model, None  # the policy's log-probs are the reference: no model to hold
     if prm_ref_model is None:
         source = args.prm_ref_model_name_or_path

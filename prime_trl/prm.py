@@ -266,7 +266,9 @@ class OnlinePRM:
                     if rows is None:
                         (prm_logps.sum() * 0.0).backward()  # joins DDP's all-reduce with a zero gradient
                         continue
-                    row_losses = self.loss.row_losses(self, prm_logps, ref_logps[rows], micro, labels[rows], context, rows)
+                    row_losses = self.loss.row_losses(
+                        self, prm_logps, ref_logps[rows], micro, labels[rows], context, rows
+                    )
                     (row_losses.sum() * (loss_scale / num_global)).backward()
                     loss_sum += row_losses.detach().sum()
                     rewards[rows] = implicit_process_rewards(

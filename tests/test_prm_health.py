@@ -135,7 +135,8 @@ def test_callback_logs_heldout_health_at_the_right_steps(tmp_path, tiny_model_di
                            train_dataset=toy_dataset())  # fmt: skip
     pool = RolloutPool(["What is 1 + 1?", "What is 2 + 2?"],
                        [["2\n\n2", "3", "1 1\n\n1", "4"], ["4", "5 5", "4\n\n4\n\n4", "44"]],
-                       [[1.0, 0.0, 0.0, 1.0], [1.0, 0.0, 1.0, 0.0]], [[None, 0, 1, None], [None, 0, None, 0]])  # fmt: skip
+                       [[1.0, 0.0, 0.0, 1.0], [1.0, 0.0, 1.0, 0.0]],
+                       [[None, 0, 1, None], [None, 0, None, 0]])  # fmt: skip
     callback = PRMHealthCallback.attach(trainer, pool, every_n_steps=2)
     assert trainer.callback_handler.callbacks[0] is callback
     trainer.train()

@@ -51,7 +51,9 @@ def reinforce_returns(
     if process_coef != 0:
         returns = returns + process_coef * discounted_returns(process_rewards, mask, gamma_process)
     if outcome_coef != 0:
-        returns = returns + outcome_coef * discounted_returns(outcome_rewards(outcome_scores, mask), mask, gamma_outcome)
+        returns = returns + outcome_coef * discounted_returns(
+            outcome_rewards(outcome_scores, mask), mask, gamma_outcome
+        )
     return returns
 
 
@@ -160,7 +162,9 @@ def grpo_returns(
         )
     if outcome_coef != 0:
         row_advantages = grpo_outcome_advantages(outcome_scores, mask.bool().any(-1), num_generations, scale_rewards)
-        advantages = advantages + outcome_coef * masked_fill_zero(row_advantages.unsqueeze(-1).expand_as(advantages), mask)
+        advantages = advantages + outcome_coef * masked_fill_zero(
+            row_advantages.unsqueeze(-1).expand_as(advantages), mask
+        )
     return advantages
 
 

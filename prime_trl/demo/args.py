@@ -29,7 +29,9 @@ class DemoArguments:
     )  # fmt: skip
     max_multiplier: int = field(default=9, metadata={"help": "Operands of * are drawn from [2, max_multiplier]."})
     max_value: int = field(default=99, metadata={"help": "Every running value stays in [0, max_value]."})
-    num_sft: int = field(default=20000, metadata={"help": "Worked solutions for the SFT warm start (< 1 epoch is used)."})
+    num_sft: int = field(
+        default=20000, metadata={"help": "Worked solutions for the SFT warm start (< 1 epoch is used)."}
+    )
     num_rl: int = field(default=2000, metadata={"help": "Prompts for the RL stage."})
     num_eval: int = field(
         default=1000,
@@ -81,7 +83,9 @@ class DemoArguments:
                   "policy_mini_batches optimizer steps (60 x 128 = 7,680 completions trained on; dynamic sampling "
                   "samples about 3x as many to find them)."},
     )
-    rl_prompts_per_step: int = field(default=32, metadata={"help": "Prompts per PRIME step (x num_generations samples)."})
+    rl_prompts_per_step: int = field(
+        default=32, metadata={"help": "Prompts per PRIME step (x num_generations samples)."}
+    )
     rl_learning_rate: float = field(default=3e-5, metadata={"help": "Policy learning rate (constant)."})
     policy_mini_batches: int = field(
         default=4,
@@ -135,7 +139,8 @@ class DemoArguments:
     )  # fmt: skip
     rl_eval_every: int = field(default=15, metadata={"help": "PRIME steps between held-out accuracy checks."})
     prm_health_every: int = field(
-        default=5, metadata={"help": "PRIME steps between PRM-health measurements on the held-out pool (prm/heldout_*)."}
+        default=5,
+        metadata={"help": "PRIME steps between PRM-health measurements on the held-out pool (prm/heldout_*)."},
     )
 
 

@@ -79,7 +79,13 @@ class Problem:
         return "\n".join(self.steps) + f"\nThe answer is \\boxed{{{self.answer}}}."
 
 
-def _operand_range(op: str, value: int, max_operand: int, max_multiplier: int, max_value: int | None) -> tuple[int, int]:
+def _operand_range(
+    op: str,
+    value: int,
+    max_operand: int,
+    max_multiplier: int,
+    max_value: int | None,
+) -> tuple[int, int]:
     """Inclusive operand range for `value op x` that keeps every value in [0, max_value]; empty if low > high."""
     cap = float("inf") if max_value is None else max_value
     if op == "+":

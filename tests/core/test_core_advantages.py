@@ -19,7 +19,8 @@ def _valid(mask_row):
 def loop_discounted(rewards_row, mask_row, gamma):
     """G_t = sum over valid s >= t of gamma^(s - t) r_s, 0 on padding."""
     valid = _valid(mask_row)
-    return [sum(gamma ** (s - t) * rewards_row[s] for s in valid if s >= t) if m else 0.0 for t, m in enumerate(mask_row)]
+    return [sum(gamma ** (s - t) * rewards_row[s] for s in valid if s >= t) if m else 0.0
+            for t, m in enumerate(mask_row)]
 
 
 def loop_rloo_returns(process, scores, mask, G, process_coef=1.0, outcome_coef=1.0, gamma_p=1.0, gamma_o=1.0):
@@ -80,7 +81,8 @@ def loop_whiten(values, mask, eps=1e-8):
     mean = sum(xs) / len(xs)
     var = sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)
     return torch.tensor(
-        [[(v - mean) / math.sqrt(var + eps) if m else 0.0 for v, m in zip(row, m_row)] for row, m_row in zip(values.tolist(), mask.tolist())]
+        [[(v - mean) / math.sqrt(var + eps) if m else 0.0 for v, m in zip(row, m_row)]
+         for row, m_row in zip(values.tolist(), mask.tolist())]
     )
 
 
@@ -182,7 +184,9 @@ def test_rloo_returns_identical_rows_sum_to_zero_at_the_first_token():
 @pytest.mark.parametrize("gammas", [(1.0, 1.0), (0.9, 0.5)])
 @pytest.mark.parametrize("empty_rows", [False, True])
 @pytest.mark.parametrize("coefs", [(1.0, 1.0), (0.5, 2.0), (0.0, 1.0), (1.0, 0.0)])
-def test_rloo_returns_matches_loop(generator, make_mask, with_padding_garbage, num_generations, gammas, empty_rows, coefs):
+def test_rloo_returns_matches_loop(
+    generator, make_mask, with_padding_garbage, num_generations, gammas, empty_rows, coefs
+):
     B, T = 4 * num_generations, 6
     mask = make_mask(B, T, empty_rows=empty_rows)
     process = with_padding_garbage(torch.randn(B, T, generator=generator), mask)

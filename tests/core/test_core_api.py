@@ -44,7 +44,10 @@ def test_defaults():
 
 
 def test_core_imports_torch_only():
-    code = "import sys, prime_trl.core; bad = {'transformers', 'trl', 'accelerate', 'datasets'} & set(sys.modules); assert not bad, bad"
+    code = (
+        "import sys, prime_trl.core; bad = {'transformers', 'trl', 'accelerate', 'datasets'} & set(sys.modules); "
+        "assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

@@ -34,7 +34,8 @@ def loop_reinforce(process, scores, mask, cp, co, gp, go):
         valid = _valid(row)
         last = valid[-1] if valid else None
         out.append([
-            (cp * sum(gp ** (s - t) * process[i][s].item() for s in valid if s >= t) + co * go ** (last - t) * scores[i].item())
+            (cp * sum(gp ** (s - t) * process[i][s].item() for s in valid if s >= t)
+             + co * go ** (last - t) * scores[i].item())
             if m else 0.0
             for t, m in enumerate(row)
         ])

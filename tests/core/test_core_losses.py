@@ -48,7 +48,8 @@ def test_prm_ce_loss_hand_computed():
     mask = torch.tensor([[1, 1], [1, 0], [1, 1]])
     labels = torch.tensor([1.0, 0.25, 0.5])
     # row 0: -log sigmoid(1) = softplus(-1) = 0.3132617
-    # row 1 (fractional label): 0.25 * softplus(1) + 0.75 * softplus(-1) = 0.25 * 1.3132617 + 0.75 * 0.3132617 = 0.5632617
+    # row 1 (fractional label): 0.25 * softplus(1) + 0.75 * softplus(-1)
+    #   = 0.25 * 1.3132617 + 0.75 * 0.3132617 = 0.5632617
     # row 2: -log(1/2) = 0.6931472
     expected = torch.tensor([0.3132617, 0.5632617, 0.6931472])
     assert_close(prm_ce_loss(prm, ref, mask, labels, beta=0.5, reduction="none"), expected)
@@ -63,7 +64,9 @@ def test_prm_ce_loss_matches_loop(generator, make_mask, with_padding_garbage, fr
     mask = make_mask(8, 6, empty_rows=empty_rows)
     prm = with_padding_garbage(torch.randn(8, 6, generator=generator), mask)
     ref = with_padding_garbage(torch.randn(8, 6, generator=generator), mask)
-    labels = torch.rand(8, generator=generator) if fractional else torch.randint(0, 2, (8,), generator=generator).float()
+    labels = (
+        torch.rand(8, generator=generator) if fractional else torch.randint(0, 2, (8,), generator=generator).float()
+    )
     expected = torch.tensor(loop_prm_ce(prm, ref, mask, labels, beta=0.3))
     assert_close(prm_ce_loss(prm, ref, mask, labels, beta=0.3, reduction="none"), expected)
     num_rows = int(mask.any(-1).sum())
@@ -256,4 +259,5 @@ def test_clipped_value_loss_hand_computed():
 def test_clipped_value_loss_matches_loop(make_mask, generator):
     mask = make_mask(6, 5, empty_rows=True)
     values, old, returns = (torch.randn(6, 5, generator=generator) for _ in range(3))
-    assert_close(clipped_value_loss(values, old, returns, mask, 0.3), torch.tensor(loop_value_loss(values, old, returns, mask, 0.3)))
+    assert_close(clipped_value_loss(values, old, returns, mask, 0.3),
+                 torch.tensor(loop_value_loss(values, old, returns, mask, 0.3)))

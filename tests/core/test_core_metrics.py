@@ -64,10 +64,12 @@ def test_pairwise_accuracy_perfect_and_inverted_prm():
 
 def test_pairwise_accuracy_degenerate_inputs_are_one_half():
     # G = 1, an empty mask, and NaN scores all leave no pair to judge
-    assert_close(prm_pairwise_accuracy(torch.randn(3, 2), torch.tensor([1.0, 0.0, 1.0]), torch.ones(3, 2), 1), torch.tensor(0.5))
+    assert_close(prm_pairwise_accuracy(torch.randn(3, 2), torch.tensor([1.0, 0.0, 1.0]), torch.ones(3, 2), 1),
+                 torch.tensor(0.5))
     mask = torch.tensor([[1, 1], [0, 0]])
     assert_close(prm_pairwise_accuracy(torch.randn(2, 2), torch.tensor([1.0, 0.0]), mask, 2), torch.tensor(0.5))
-    assert_close(prm_pairwise_accuracy(torch.randn(2, 2), torch.tensor([1.0, NAN]), torch.ones(2, 2), 2), torch.tensor(0.5))
+    assert_close(prm_pairwise_accuracy(torch.randn(2, 2), torch.tensor([1.0, NAN]), torch.ones(2, 2), 2),
+                 torch.tensor(0.5))
     assert_close(prm_pairwise_accuracy(torch.zeros(0, 2), torch.zeros(0), torch.zeros(0, 2), 2), torch.tensor(0.5))
 
 

@@ -10,7 +10,8 @@ NAN = float("nan")
 
 
 def loop_min_form_returns(rewards, mask):
-    """Exact min-form value (PURE §3), the oracle of the softmin: G_t = min of the valid rewards at s >= t; 0 on padding."""
+    """Exact min-form value (PURE §3), the oracle of the softmin:
+    G_t = min of the valid rewards at s >= t; 0 on padding."""
     out = []
     for row, m_row in zip(rewards.tolist(), mask.tolist()):
         out.append([min(r for r, m in zip(row[t:], m_row[t:]) if m) if m_row[t] else 0.0 for t in range(len(row))])

@@ -39,7 +39,8 @@ def run(smollm2_dir, tmp_path_factory):
                       max_completion_length=24, temperature=0.7, learning_rate=1e-3, prm_learning_rate=1e-4,
                       gradient_checkpointing=False, accuracy_lower_bound=0.2, accuracy_upper_bound=0.8)  # fmt: skip
     trainer = PRIMETrainer(model=smollm2_dir, reward_funcs=math_reward, args=args,
-                           train_dataset=word_problem_dataset(ABOUT_HALF_RIGHT), peft_config=LoraConfig(**LORA))  # fmt: skip
+                           train_dataset=word_problem_dataset(ABOUT_HALF_RIGHT),
+                           peft_config=LoraConfig(**LORA))  # fmt: skip
     start = _snapshot(trainer.model)
     kept_rows = []  # rows the PRM received per step (the filter's survivors)
     step = trainer.prm.step

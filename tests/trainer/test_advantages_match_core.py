@@ -63,7 +63,9 @@ def test_loss_advantages_equal_core_functions(tiny_model_dir, tmp_path, variant)
         tmp_path, max_steps=2, per_device_train_batch_size=16, accuracy_lower_bound=0.25, accuracy_upper_bound=0.75,
         prm_learning_rate=1e-2, **options,
     )
-    trainer = CapturingTrainer(model=tiny_model_dir, reward_funcs=half_solvable_reward, args=args, train_dataset=toy_dataset())
+    trainer = CapturingTrainer(
+        model=tiny_model_dir, reward_funcs=half_solvable_reward, args=args, train_dataset=toy_dataset()
+    )
     trainer.train()  # the checks use the last step: at step 1 the PRM still equals its reference (r = 0)
     b = trainer.batch
     G, beta = args.num_generations, args.prm_beta

@@ -64,7 +64,9 @@ def test_estimator_trains_and_feeds_its_advantages(tiny_model_dir, tmp_path, est
         tmp_path, advantage_estimator=estimator, accuracy_lower_bound=0.0, accuracy_upper_bound=1.0,
         value_learning_rate=1e-2, gae_lambda=0.9,
     )  # fmt: skip
-    trainer = AdvantageRecorder(model=tiny_model_dir, reward_funcs=parity_reward, args=args, train_dataset=toy_dataset())
+    trainer = AdvantageRecorder(
+        model=tiny_model_dir, reward_funcs=parity_reward, args=args, train_dataset=toy_dataset()
+    )
     policy0, prm0 = _snapshot(trainer.model), _snapshot(trainer.prm_model)
     ref0 = _snapshot(trainer.prm.placement.ref_model)
     value0 = _snapshot(trainer.value.placement.model) if trainer.value is not None else None
@@ -107,9 +109,9 @@ def test_ppo_value_adapter_trains_alone(tiny_model_dir, tmp_path):
 
 
 def _ppo_trainer(model_dir, out, peft):
-    args = cpu_config(out, advantage_estimator="ppo", max_steps=4, per_device_train_batch_size=4, steps_per_generation=2,
-                      save_strategy="steps", save_steps=1, accuracy_lower_bound=0.0, accuracy_upper_bound=1.0,
-                      value_learning_rate=1e-2)
+    args = cpu_config(out, advantage_estimator="ppo", max_steps=4, per_device_train_batch_size=4,
+                      steps_per_generation=2, save_strategy="steps", save_steps=1, accuracy_lower_bound=0.0,
+                      accuracy_upper_bound=1.0, value_learning_rate=1e-2)
     return PRIMETrainer(model=model_dir, reward_funcs=parity_reward, args=args, train_dataset=toy_dataset(),
                         peft_config=LoraConfig(**LORA) if peft else None)
 

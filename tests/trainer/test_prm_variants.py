@@ -42,8 +42,8 @@ class ReferenceRecorder(PRIMETrainer):
 def test_policy_reference_holds_no_model_and_uses_the_policy(tiny_model_dir, tmp_path, peft):
     args = cpu_config(tmp_path, prm_ref_type="policy", accuracy_lower_bound=0.0, accuracy_upper_bound=1.0)
     lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM") if peft else None
-    trainer = ReferenceRecorder(model=tiny_model_dir, reward_funcs=parity_reward, args=args, train_dataset=toy_dataset(),
-                                peft_config=lora)
+    trainer = ReferenceRecorder(model=tiny_model_dir, reward_funcs=parity_reward, args=args,
+                                train_dataset=toy_dataset(), peft_config=lora)
     assert peft or trainer.prm.placement.ref_model is None  # the adapter PRM never holds one
     policy0, prm0 = _snapshot(trainer.model), _snapshot(trainer.prm_model)
     trainer.train()

@@ -76,7 +76,8 @@ def test_writes_outside_its_directory(reward, tmp_path):
 def test_runs_unprivileged_and_sees_no_host_processes():
     src = (
         "import os\ncap = [l for l in open('/proc/self/status') if l.startswith('CapEff')][0].split()[1]\n"
-        "print(os.getuid() != 0 or int(cap, 16) == 0, int(cap, 16), len([p for p in os.listdir('/proc') if p.isdigit()]))"
+        "print(os.getuid() != 0 or int(cap, 16) == 0, int(cap, 16), "
+        "len([p for p in os.listdir('/proc') if p.isdigit()]))"
     )
     [run] = run_python(src, [""], LIMITS).runs
     ok, cap, nprocs = run.stdout.split()

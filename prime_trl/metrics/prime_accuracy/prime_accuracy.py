@@ -1,7 +1,8 @@
 """`prime_accuracy`: PRIME's outcome verifiers as an `evaluate` metric, loadable from this local directory.
 
     import evaluate
-    metric = evaluate.load("path/to/prime_trl/metrics/prime_accuracy")   # or prime_trl.evaluation.load_accuracy_metric()
+    metric = evaluate.load("path/to/prime_trl/metrics/prime_accuracy")
+    # or prime_trl.evaluation.load_accuracy_metric()
     metric.compute(predictions=["... \\\\boxed{42}"], references=["42"])                      # {"accuracy": 1.0, ...}
     metric.compute(predictions=[["... 41", "... \\\\boxed{42}"]], references=["42"])          # k samples per problem
 
