@@ -1,0 +1,201 @@
+"""PRIME against outcome-only RLOO from a pretrained model, and its PRM on the policy's own rollouts.
+
+`bench/pretrained_prm.py` shows that the implicit PRM learns on SmolLM2-135M-Instruct, ranked on the frozen
+model's rollouts. This trains the policy, offline, on the same fact-split word problems (`prime_trl.word_problems`)
+and asks what PRIME does with it:
+
+1. Each run is `prime_trl.demo.run_rl` (the demo's RL stage; nothing in it is demo-specific) from `--model`:
+   `--steps` generation batches of `--prompts-per-step` training problems x `--num-generations` rollouts (T = 1,
+   `--max-new-tokens`), one policy step each, the authors' advantage recipe otherwise (process rewards batch-norm'd,
+   undiscounted, process and outcome terms at weight 1). "PRIME": a full copy as the implicit PRM, updated after
+   each step (`--beta`, `--prm-learning-rate`: the recipe `bench/pretrained_prm.py` measured). "RLOO": the same
+   trainer with `process_reward_coef=0` and the PRM frozen, the paper's outcome-only baseline.
+2. Greedy accuracy on every held-out problem, before and after, kept per problem so the two methods are paired.
+3. PRIME's PRM on `--onpolicy` held-out problems' rollouts by the policy as it is at the start and at the end
+   (`OnPolicyPRMHealthCallback`): pairwise accuracy against the reference's own likelihood on the same rollouts.
+4. 95% intervals: per seed, the paired PRIME - RLOO difference with a percentile bootstrap over held-out facts (the
+   evaluation's noise; a fact's problems differ only in names); over seeds, Student t (the training's own noise,
+   which the bootstrap does not see; it needs 2 seeds or more).
+
+Each finished run is saved as OUT/runs/<method>-<seed>.json and read back, so runs can go as parallel processes
+(`--methods prime --seeds 0`, ...) and a last call with every method and seed summarises into OUT/report.json.
+
+    python bench/pretrained_rl.py --model M --out pretrained-rl --methods rloo --seeds 0 --threads 2
+    python bench/pretrained_rl.py --model M --out pretrained-rl --methods prime --seeds 0 --threads 2
+    python bench/pretrained_rl.py --model M --out pretrained-rl --seeds 0
+
+A PRIME step of 32 completions takes about 100 s on 2 CPU threads (RLOO's about 60 s): meant for a GPU, or for a
+short horizon on CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from intervals import bootstrap_ci, mean_ci  # noqa: E402
+from pretrained_prm import model_dir, split_rows  # noqa: E402
+
+METHODS = ("prime", "rloo")
+
+
+def greedy_evaluator(tokenizer, rows: list[dict], max_new_tokens: int, batch_size: int = 64):
+    """evaluate(model) -> greedy accuracy on `rows`; each call's per-problem results go to `evaluate.per_problem`."""
+    from prime_trl.demo.evaluate import is_correct
+    from prime_trl.generation import generate_texts
+
+    def evaluate(model) -> float:
+        prompts = [r["prompt"] for r in rows]
+        completions = [c for (c,) in generate_texts(model, tokenizer, prompts, 1, 0.0, 1.0, max_new_tokens,
+                                                    batch_size, False)]  # fmt: skip
+        right = [is_correct(c, r["ground_truth"]) for c, r in zip(completions, rows)]
+        evaluate.per_problem.append(right)
+        return sum(right) / len(right)
+
+    evaluate.per_problem = []
+    return evaluate
+
+
+def train_run(method: str, seed: int, path: str, tokenizer, rows: dict[str, list[dict]], args) -> dict:
+    """One method from the checkpoint: its accuracy curve, per-problem results, PRM health and training logs."""
+    from prime_trl.demo.rl import run_rl
+
+    train = [{k: v for k, v in r.items() if k != "fact"} for r in rows["train"]]  # the rewards need no fact
+    heldout = [{k: v for k, v in r.items() if k != "fact"} for r in rows["heldout"]]
+    evaluate = greedy_evaluator(tokenizer, heldout, args.max_new_tokens)
+    prime = method == "prime"
+    start = time.time()
+    trainer, curve, health = run_rl(
+        path, tokenizer, train, os.path.join(args.out, "checkpoints", f"{method}-{seed}"), evaluate,
+        max_steps=args.steps, prompts_per_step=args.prompts_per_step, num_generations=args.num_generations,
+        learning_rate=args.learning_rate, prm_learning_rate=args.prm_learning_rate, prm_beta=args.beta,
+        max_completion_length=args.max_new_tokens, eval_every=args.steps, seed=seed,
+        process_reward_coef=1.0 if prime else 0.0, prm_update="after" if prime else "none",
+        onpolicy_rows=heldout[: args.onpolicy] if prime else None,
+    )  # fmt: skip
+    return {"method": method, "seed": seed, "curve": curve, "per_problem": evaluate.per_problem, "health": health,
+            "logs": trainer.state.log_history, "seconds": time.time() - start}  # fmt: skip
+
+
+def fact_bootstrap(values_by_fact: dict[int, list[float]]) -> list[float | None]:
+    """[mean over all problems, low, high]: the 95% percentile bootstrap resamples whole facts."""
+
+    def mean(facts: list[list[float]]) -> float:
+        values = [v for fact in facts for v in fact]
+        return sum(values) / len(values)
+
+    units = list(values_by_fact.values())
+    return [mean(units), *bootstrap_ci(units, mean)]
+
+
+def by_fact(values: list[float], facts: list[int]) -> dict[int, list[float]]:
+    grouped: dict[int, list[float]] = {}
+    for value, fact in zip(values, facts):
+        grouped.setdefault(fact, []).append(value)
+    return grouped
+
+
+def summarize(runs: dict[tuple[str, int], dict], seeds: list[int], facts: list[int]) -> dict:
+    """Per seed: accuracy before and after each method, and PRIME - RLOO paired by problem with its bootstrap over
+    facts; over seeds: t intervals of each method's gain and of the difference; PRIME's PRM at start and end."""
+    report: dict = {"num_heldout": len(facts), "num_facts": len(set(facts)), "per_seed": {}}
+    for seed in seeds:
+        prime, rloo = runs["prime", seed], runs["rloo", seed]
+        before, prime_after, rloo_after = prime["per_problem"][0], prime["per_problem"][-1], rloo["per_problem"][-1]
+        if rloo["per_problem"][0] != before:
+            raise SystemExit(f"seed {seed}: PRIME and RLOO start from different greedy answers; not the same model")
+
+        def paired(a: list[bool], b: list[bool]) -> list[float | None]:
+            return fact_bootstrap(by_fact([float(x) - float(y) for x, y in zip(a, b)], facts))
+
+        onpolicy = [{k: entry[k] for k in ("step", "prm/onpolicy_pairwise_accuracy",
+                                           "prm/onpolicy_reference_pairwise_accuracy") if k in entry}
+                    for entry in prime["health"]]  # fmt: skip
+        report["per_seed"][seed] = {
+            "accuracy_before": sum(before) / len(before),
+            "PRIME": fact_bootstrap(by_fact([float(v) for v in prime_after], facts)),
+            "RLOO": fact_bootstrap(by_fact([float(v) for v in rloo_after], facts)),
+            "PRIME gain": paired(prime_after, before),
+            "RLOO gain": paired(rloo_after, before),
+            "PRIME - RLOO": paired(prime_after, rloo_after),
+            "samples": {"PRIME": prime["curve"][-1]["samples"], "RLOO": rloo["curve"][-1]["samples"]},
+            "onpolicy_prm": onpolicy,
+        }
+    if len(seeds) > 1:
+        per_seed = list(report["per_seed"].values())
+        names = ("PRIME gain", "RLOO gain", "PRIME - RLOO")
+        report["over_seeds"] = {name: list(mean_ci([s[name][0] for s in per_seed])) for name in names}
+    return report
+
+
+def print_report(report: dict) -> None:
+    print(f"\nheld-out greedy accuracy on {report['num_heldout']} problems ({report['num_facts']} facts), "
+          "mean [95% bootstrap over facts]")  # fmt: skip
+    for seed, s in report["per_seed"].items():
+        print(f"seed {seed}: before {s['accuracy_before']:.3f}; " + "; ".join(
+            f"{name} {s[name][0]:.3f} [{s[name][1]:.3f}, {s[name][2]:.3f}]" for name in ("PRIME", "RLOO")))
+        print("  paired by problem: " + "; ".join(
+            f"{name} {s[name][0]:+.3f} [{s[name][1]:+.3f}, {s[name][2]:+.3f}]"
+            for name in ("PRIME gain", "RLOO gain", "PRIME - RLOO")))
+        for entry in s["onpolicy_prm"]:
+            print(f"  PRIME's PRM on the policy's rollouts, step {entry['step']}: pairwise accuracy "
+                  f"{entry.get('prm/onpolicy_pairwise_accuracy', float('nan')):.3f}, the reference's likelihood "
+                  f"{entry.get('prm/onpolicy_reference_pairwise_accuracy', float('nan')):.3f}")
+    for name, (mean, half) in report.get("over_seeds", {}).items():
+        print(f"over seeds (t): {name} {mean:+.3f} ± {half:.3f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="a Hugging Face model directory or a .gguf file")
+    p.add_argument("--out", required=True, help="where the runs, the converted model and report.json go")
+    p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--steps", type=int, default=20, help="generation batches per run")
+    p.add_argument("--prompts-per-step", type=int, default=8)
+    p.add_argument("--num-generations", type=int, default=4)
+    p.add_argument("--max-new-tokens", type=int, default=24)
+    p.add_argument("--learning-rate", type=float, default=5e-6, help="policy learning rate")
+    p.add_argument("--prm-learning-rate", type=float, default=5e-6)
+    p.add_argument("--beta", type=float, default=0.5, help="prm_beta; 24-token answers, not the authors' ~1,000")
+    p.add_argument("--onpolicy", type=int, default=128, help="held-out problems PRIME's PRM is measured on")
+    p.add_argument("--num-train", type=int, default=None, help="at most this many training problems (all 252)")
+    p.add_argument("--num-heldout", type=int, default=None, help="at most this many held-out problems (all 252)")
+    p.add_argument("--heldout-fraction", type=float, default=0.5)
+    p.add_argument("--split-seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+
+    import torch
+    from transformers import AutoTokenizer
+
+    torch.set_num_threads(args.threads)
+    os.makedirs(os.path.join(args.out, "runs"), exist_ok=True)
+    path = model_dir(args.model, args.out)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    rows = split_rows(args)
+    runs = {}
+    for seed in args.seeds:
+        for method in args.methods:
+            saved = os.path.join(args.out, "runs", f"{method}-{seed}.json")
+            if not os.path.isfile(saved):  # a finished run is read back: runs can go as parallel processes
+                run = train_run(method, seed, path, tokenizer, rows, args)
+                with open(saved, "w") as f:
+                    json.dump({**run, "settings": vars(args)}, f, default=float)
+            with open(saved) as f:
+                runs[method, seed] = json.load(f)
+    if set(args.methods) != set(METHODS):
+        return 0  # one method's runs: the summary needs both
+    report = summarize(runs, args.seeds, [r["fact"] for r in rows["heldout"]])
+    print_report(report)
+    with open(os.path.join(args.out, "report.json"), "w") as f:
+        json.dump({**report, "settings": vars(args)}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""bench/pretrained_rl.py: the paired per-problem statistics by hand, and both methods end to end on the tiny model
+(the real checkpoint is the benchmark's, too slow for a test)."""
+
+import json
+
+import pytest
+
+from bench_scripts import load_bench
+
+bench = load_bench("pretrained_rl")
+intervals = load_bench("intervals")
+
+FACTS = [7, 7, 9, 9]  # four held-out problems, two facts
+
+
+def run(per_problem, samples=64, health=()):
+    return {"per_problem": per_problem, "curve": [{"samples": 0}, {"samples": samples}], "health": list(health)}
+
+
+def test_fact_bootstrap_is_the_mean_with_bounds_from_whole_facts():
+    value, low, high = bench.fact_bootstrap({7: [1.0, 1.0], 9: [0.0, 0.0]})
+    assert value == 0.5
+    # a resample holds two whole facts: both 7 (1.0), one each (0.5) or both 9 (0.0), never 0.25 or 0.75
+    assert (low, high) == (0.0, 1.0)
+    assert bench.fact_bootstrap({7: [1.0, 0.0], 9: [1.0, 0.0]}) == [0.5, 0.5, 0.5]  # facts alike: no spread
+
+
+def test_summary_pairs_methods_by_problem_and_seeds_by_t():
+    before = [False, True, False, False]
+    onpolicy = {"step": 20, "prm/onpolicy_pairwise_accuracy": 0.75, "prm/onpolicy_reference_pairwise_accuracy": 0.5}
+    runs = {
+        ("prime", 0): run([before, [True, True, True, False]], health=[{"step": 0, "other": 1.0}, onpolicy]),
+        ("rloo", 0): run([before, [True, False, False, False]]),
+        ("prime", 1): run([before, [False, True, True, True]]),
+        ("rloo", 1): run([before, [False, True, True, True]]),
+    }
+    report = bench.summarize(runs, [0, 1], FACTS)
+    assert (report["num_heldout"], report["num_facts"]) == (4, 2)
+    seed0 = report["per_seed"][0]
+    assert seed0["accuracy_before"] == 0.25
+    assert seed0["PRIME"][0] == 0.75 and seed0["RLOO"][0] == 0.25
+    assert seed0["PRIME gain"][0] == 0.5 and seed0["RLOO gain"][0] == 0.0  # (+1, 0, +1, 0) / 4, (+1, -1, 0, 0) / 4
+    assert seed0["PRIME - RLOO"][0] == 0.5  # (0, +1, +1, 0) / 4
+    for name in ("PRIME", "RLOO", "PRIME gain", "RLOO gain", "PRIME - RLOO"):
+        value, low, high = seed0[name]
+        assert low <= value <= high
+    assert seed0["onpolicy_prm"] == [{"step": 0}, onpolicy]  # only the on-policy keys are kept
+    assert report["per_seed"][1]["PRIME - RLOO"] == [0.0, 0.0, 0.0]  # identical answers: no difference at all
+    # over seeds: Student t on the per-seed values, PRIME - RLOO (0.5, 0.0) and PRIME's gain (0.5, 0.5)
+    assert report["over_seeds"]["PRIME - RLOO"] == list(intervals.mean_ci([0.5, 0.0]))
+    assert report["over_seeds"]["PRIME gain"] == [0.5, 0.0]
+    assert bench.summarize(runs, [0], FACTS).get("over_seeds") is None  # one seed: no t interval
+
+
+def test_summary_refuses_runs_from_different_starts():
+    runs = {("prime", 0): run([[True, False, False, False]] * 2), ("rloo", 0): run([[False] * 4] * 2)}
+    with pytest.raises(SystemExit, match="seed 0: PRIME and RLOO start from different"):
+        bench.summarize(runs, [0], FACTS)
+
+
+@pytest.mark.slow
+def test_both_methods_end_to_end_on_the_tiny_model(tiny_model_dir, tmp_path, capsys):
+    argv = ["--model", tiny_model_dir, "--out", str(tmp_path), "--seeds", "0", "--steps", "2", "--prompts-per-step",
+            "2", "--num-generations", "2", "--max-new-tokens", "4", "--num-train", "4", "--num-heldout", "4",
+            "--onpolicy", "2", "--learning-rate", "1e-2"]  # fmt: skip
+    assert bench.main([*argv, "--methods", "rloo"]) == 0  # one method alone: saved, no summary
+    assert not (tmp_path / "report.json").exists()
+    assert bench.main(argv) == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    prime, rloo = (json.loads((tmp_path / "runs" / f"{m}-0.json").read_text()) for m in ("prime", "rloo"))
+    for saved in (prime, rloo):
+        assert [len(answers) for answers in saved["per_problem"]] == [4, 4]  # every held-out problem, before and after
+        assert [point["step"] for point in saved["curve"]] == [0, 2]
+        assert saved["curve"][-1]["samples"] >= 2 * 2 * 2  # two generation batches of 2 prompts x 2 rollouts
+    assert prime["per_problem"][0] == rloo["per_problem"][0]  # the same start, greedy
+    assert [entry["step"] for entry in prime["health"]] == [0, 2]  # the PRM measured on the policy at start and end
+    assert rloo["health"] == []
+    steps = [entry for entry in prime["logs"] if "loss" in entry]
+    assert len(steps) == 2 and all("prm/loss" in entry for entry in steps)  # PRIME's PRM takes its update each step
+    assert not any("prm/loss" in entry for entry in rloo["logs"])  # outcome-only RLOO leaves it frozen
+    seed0 = report["per_seed"]["0"]
+    assert seed0["PRIME"][0] == sum(prime["per_problem"][-1]) / 4
+    assert seed0["onpolicy_prm"][0]["step"] == 0
+    assert "PRIME - RLOO" in capsys.readouterr().out
