@@ -24,8 +24,8 @@ Each finished run is saved as OUT/runs/<method>-<seed>.json and read back, so ru
     python bench/pretrained_rl.py --model M --out pretrained-rl --methods prime --seeds 0 --threads 2
     python bench/pretrained_rl.py --model M --out pretrained-rl --seeds 0
 
-A PRIME step of 32 completions takes about 100 s on 2 CPU threads (RLOO's about 60 s): meant for a GPU, or for a
-short horizon on CPU.
+On 2 CPU threads a PRIME step of 32 completions takes about 80 s, and a 20-step PRIME run about 46 minutes with
+its two on-policy measurements: meant for a GPU, or for one seed at a short horizon on CPU.
 """
 
 from __future__ import annotations
