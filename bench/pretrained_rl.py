@@ -112,9 +112,9 @@ def summarize(runs: dict[tuple[str, int], dict], seeds: list[int], facts: list[i
         def paired(a: list[bool], b: list[bool]) -> list[float | None]:
             return fact_bootstrap(by_fact([float(x) - float(y) for x, y in zip(a, b)], facts))
 
-        onpolicy = [{k: entry[k] for k in ("step", "prm/onpolicy_pairwise_accuracy",
-                                           "prm/onpolicy_reference_pairwise_accuracy") if k in entry}
-                    for entry in prime["health"]]  # fmt: skip
+        keys = ("step", "prm/onpolicy_pairwise_accuracy", "prm/onpolicy_reference_pairwise_accuracy",
+                "prm/onpolicy_informative_groups")
+        onpolicy = [{k: entry[k] for k in keys if k in entry} for entry in prime["health"]]
         report["per_seed"][seed] = {
             "accuracy_before": sum(before) / len(before),
             "PRIME": fact_bootstrap(by_fact([float(v) for v in prime_after], facts)),
@@ -144,7 +144,9 @@ def print_report(report: dict) -> None:
         for entry in s["onpolicy_prm"]:
             print(f"  PRIME's PRM on the policy's rollouts, step {entry['step']}: pairwise accuracy "
                   f"{entry.get('prm/onpolicy_pairwise_accuracy', float('nan')):.3f}, the reference's likelihood "
-                  f"{entry.get('prm/onpolicy_reference_pairwise_accuracy', float('nan')):.3f}")
+                  f"{entry.get('prm/onpolicy_reference_pairwise_accuracy', float('nan')):.3f}"
+                  + (f" ({entry['prm/onpolicy_informative_groups']:.0f} groups with both outcomes)"
+                     if "prm/onpolicy_informative_groups" in entry else ""))
     for name, (mean, half) in report.get("over_seeds", {}).items():
         print(f"over seeds (t): {name} {mean:+.3f} ± {half:.3f}")
 

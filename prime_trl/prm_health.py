@@ -21,7 +21,9 @@ correct) -- the `samples.jsonl` that `prime-trl eval` writes is such a file. The
 - `heldout_pairwise_accuracy_mean`: the same with the mean token reward, which a length drift cannot move;
 - `heldout_length_correlation`: Pearson r of the sequence reward with the completion length (drift);
 - `heldout_error_localisation` (and `_chance`): how often a wrong rollout's lowest-reward step is its first
-  wrong one, where the pool knows it.
+  wrong one, where the pool knows it;
+- `heldout_informative_groups`: how many prompts hold both a right and a wrong rollout, the pairs' prompts: with
+  n of them, the pairwise accuracy moves by about ±1/sqrt(n) from one pool to the next.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ HEALTH_KEYS = (
     "heldout_length_correlation",
     "heldout_error_localisation",
     "heldout_error_localisation_chance",
+    "heldout_informative_groups",
 )
 
 
@@ -213,6 +216,7 @@ def health_of_rewards(rows: list[torch.Tensor], pool: TokenizedPool) -> dict[str
         "heldout_length_correlation": length_correlation(rewards.sum(-1), lengths),
         "heldout_error_localisation": hit,
         "heldout_error_localisation_chance": chance,
+        "heldout_informative_groups": int(informative.sum()) // G,
     }
     return {key: float(values[key]) for key in HEALTH_KEYS}
 

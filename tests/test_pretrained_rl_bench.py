@@ -27,7 +27,8 @@ def test_fact_bootstrap_is_the_mean_with_bounds_from_whole_facts():
 
 def test_summary_pairs_methods_by_problem_and_seeds_by_t():
     before = [False, True, False, False]
-    onpolicy = {"step": 20, "prm/onpolicy_pairwise_accuracy": 0.75, "prm/onpolicy_reference_pairwise_accuracy": 0.5}
+    onpolicy = {"step": 20, "prm/onpolicy_pairwise_accuracy": 0.75, "prm/onpolicy_reference_pairwise_accuracy": 0.5,
+                "prm/onpolicy_informative_groups": 12.0}
     runs = {
         ("prime", 0): run([before, [True, True, True, False]], health=[{"step": 0, "other": 1.0}, onpolicy]),
         ("rloo", 0): run([before, [True, False, False, False]]),
