@@ -6,10 +6,12 @@ and asks what PRIME does with it:
 
 1. Each run is `prime_trl.demo.run_rl` (the demo's RL stage; nothing in it is demo-specific) from `--model`:
    `--steps` generation batches of `--prompts-per-step` training problems x `--num-generations` rollouts (T = 1,
-   `--max-new-tokens`), one policy step each, the authors' advantage recipe otherwise (process rewards batch-norm'd,
-   undiscounted, process and outcome terms at weight 1). "PRIME": a full copy as the implicit PRM, updated after
-   each step (`--beta`, `--prm-learning-rate`: the recipe `bench/pretrained_prm.py` measured). "RLOO": the same
-   trainer with `process_reward_coef=0` and the PRM frozen, the paper's outcome-only baseline.
+   `--max-new-tokens`), one policy step each, the accuracy band [0.2, 0.8] without dynamic sampling (the groups
+   outside it are dropped, not refilled), and the authors' advantages otherwise (process rewards batch-norm'd,
+   undiscounted, process and outcome terms at weight 1); on a GPU where there is one (fp32), else on CPU. "PRIME":
+   a full copy as the implicit PRM, updated after each step (`--beta`, `--prm-learning-rate`: the recipe
+   `bench/pretrained_prm.py` measured). "RLOO": the same trainer with `process_reward_coef=0` and the PRM frozen,
+   the paper's outcome-only baseline.
 2. Greedy accuracy on every held-out problem, before and after, kept per problem so the two methods are paired.
 3. PRIME's PRM on `--onpolicy` held-out problems' rollouts by the policy as it is at the start and at the end
    (`OnPolicyPRMHealthCallback`): pairwise accuracy against the reference's own likelihood on the same rollouts.
@@ -17,8 +19,9 @@ and asks what PRIME does with it:
    evaluation's noise; a fact's problems differ only in names); over seeds, Student t (the training's own noise,
    which the bootstrap does not see; it needs 2 seeds or more).
 
-Each finished run is saved as OUT/runs/<method>-<seed>.json and read back, so runs can go as parallel processes
-(`--methods prime --seeds 0`, ...) and a last call with every method and seed summarises into OUT/report.json.
+Each finished run is saved as OUT/runs/<method>-<seed>.json and read back (refused if it was trained with other
+settings), so runs can go as parallel processes (`--methods prime --seeds 0`, ...) and a last call with every method
+and seed summarises into OUT/report.json.
 
     python bench/pretrained_rl.py --model M --out pretrained-rl --methods rloo --seeds 0 --threads 2
     python bench/pretrained_rl.py --model M --out pretrained-rl --methods prime --seeds 0 --threads 2
@@ -41,6 +44,10 @@ from intervals import bootstrap_ci, mean_ci  # noqa: E402
 from pretrained_prm import model_dir, split_rows  # noqa: E402
 
 METHODS = ("prime", "rloo")
+# the options a saved run must share with the current ones to be read back (not --model's path, --methods, --seeds)
+TRAINING_OPTIONS = ("steps", "prompts_per_step", "num_generations", "max_new_tokens", "learning_rate",
+                    "prm_learning_rate", "beta", "onpolicy", "num_train", "num_heldout", "heldout_fraction",
+                    "split_seed")  # fmt: skip
 
 
 def greedy_evaluator(tokenizer, rows: list[dict], max_new_tokens: int, batch_size: int = 64):
@@ -62,6 +69,8 @@ def greedy_evaluator(tokenizer, rows: list[dict], max_new_tokens: int, batch_siz
 
 def train_run(method: str, seed: int, path: str, tokenizer, rows: dict[str, list[dict]], args) -> dict:
     """One method from the checkpoint: its accuracy curve, per-problem results, PRM health and training logs."""
+    import torch
+
     from prime_trl.demo.rl import run_rl
 
     train = [{k: v for k, v in r.items() if k != "fact"} for r in rows["train"]]  # the rewards need no fact
@@ -75,7 +84,7 @@ def train_run(method: str, seed: int, path: str, tokenizer, rows: dict[str, list
         learning_rate=args.learning_rate, prm_learning_rate=args.prm_learning_rate, prm_beta=args.beta,
         max_completion_length=args.max_new_tokens, eval_every=args.steps, seed=seed,
         process_reward_coef=1.0 if prime else 0.0, prm_update="after" if prime else "none",
-        onpolicy_rows=heldout[: args.onpolicy] if prime else None,
+        onpolicy_rows=heldout[: args.onpolicy] if prime else None, use_cpu=not torch.cuda.is_available(),
     )  # fmt: skip
     return {"method": method, "seed": seed, "curve": curve, "per_problem": evaluate.per_problem, "health": health,
             "logs": trainer.state.log_history, "seconds": time.time() - start}  # fmt: skip
@@ -105,6 +114,10 @@ def summarize(runs: dict[tuple[str, int], dict], seeds: list[int], facts: list[i
     report: dict = {"num_heldout": len(facts), "num_facts": len(set(facts)), "per_seed": {}}
     for seed in seeds:
         prime, rloo = runs["prime", seed], runs["rloo", seed]
+        for run in (prime, rloo):
+            if any(len(answers) != len(facts) for answers in run["per_problem"]):
+                raise SystemExit(f"seed {seed}: a run was evaluated on other held-out problems than the "
+                                 f"{len(facts)} asked for")  # fmt: skip
         before, prime_after, rloo_after = prime["per_problem"][0], prime["per_problem"][-1], rloo["per_problem"][-1]
         if rloo["per_problem"][0] != before:
             raise SystemExit(f"seed {seed}: PRIME and RLOO start from different greedy answers; not the same model")
@@ -113,7 +126,7 @@ def summarize(runs: dict[tuple[str, int], dict], seeds: list[int], facts: list[i
             return fact_bootstrap(by_fact([float(x) - float(y) for x, y in zip(a, b)], facts))
 
         keys = ("step", "prm/onpolicy_pairwise_accuracy", "prm/onpolicy_reference_pairwise_accuracy",
-                "prm/onpolicy_informative_groups")
+                "prm/onpolicy_mixed_groups")
         onpolicy = [{k: entry[k] for k in keys if k in entry} for entry in prime["health"]]
         report["per_seed"][seed] = {
             "accuracy_before": sum(before) / len(before),
@@ -145,8 +158,8 @@ def print_report(report: dict) -> None:
             print(f"  PRIME's PRM on the policy's rollouts, step {entry['step']}: pairwise accuracy "
                   f"{entry.get('prm/onpolicy_pairwise_accuracy', float('nan')):.3f}, the reference's likelihood "
                   f"{entry.get('prm/onpolicy_reference_pairwise_accuracy', float('nan')):.3f}"
-                  + (f" ({entry['prm/onpolicy_informative_groups']:.0f} groups with both outcomes)"
-                     if "prm/onpolicy_informative_groups" in entry else ""))
+                  + (f" ({entry['prm/onpolicy_mixed_groups']:.0f} groups with both outcomes)"
+                     if "prm/onpolicy_mixed_groups" in entry else ""))
     for name, (mean, half) in report.get("over_seeds", {}).items():
         print(f"over seeds (t): {name} {mean:+.3f} ± {half:.3f}")
 
@@ -186,10 +199,16 @@ def main(argv: list[str] | None = None) -> int:
             saved = os.path.join(args.out, "runs", f"{method}-{seed}.json")
             if not os.path.isfile(saved):  # a finished run is read back: runs can go as parallel processes
                 run = train_run(method, seed, path, tokenizer, rows, args)
-                with open(saved, "w") as f:
+                with open(saved + ".tmp", "w") as f:
                     json.dump({**run, "settings": vars(args)}, f, default=float)
+                os.replace(saved + ".tmp", saved)  # another process never reads half a file
             with open(saved) as f:
                 runs[method, seed] = json.load(f)
+            differing = [k for k in TRAINING_OPTIONS if runs[method, seed]["settings"].get(k) != getattr(args, k)]
+            if differing:
+                options = ", ".join("--" + k.replace("_", "-") for k in differing)
+                raise SystemExit(f"{saved} was trained with other {options}; move it away or pass the options it "
+                                 "was trained with")  # fmt: skip
     if set(args.methods) != set(METHODS):
         return 0  # one method's runs: the summary needs both
     report = summarize(runs, args.seeds, [r["fact"] for r in rows["heldout"]])

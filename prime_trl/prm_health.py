@@ -22,8 +22,8 @@ correct) -- the `samples.jsonl` that `prime-trl eval` writes is such a file. The
 - `heldout_length_correlation`: Pearson r of the sequence reward with the completion length (drift);
 - `heldout_error_localisation` (and `_chance`): how often a wrong rollout's lowest-reward step is its first
   wrong one, where the pool knows it;
-- `heldout_informative_groups`: how many prompts hold both a right and a wrong rollout, the pairs' prompts: with
-  n of them, the pairwise accuracy moves by about ±1/sqrt(n) from one pool to the next.
+- `heldout_mixed_groups`: how many prompts hold both a right and a wrong rollout, the ones the pairwise
+  accuracy averages over: with n of them, its 95% sampling interval is at most about ±1/sqrt(n) wide.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ HEALTH_KEYS = (
     "heldout_length_correlation",
     "heldout_error_localisation",
     "heldout_error_localisation_chance",
-    "heldout_informative_groups",
+    "heldout_mixed_groups",
 )
 
 
@@ -216,7 +216,7 @@ def health_of_rewards(rows: list[torch.Tensor], pool: TokenizedPool) -> dict[str
         "heldout_length_correlation": length_correlation(rewards.sum(-1), lengths),
         "heldout_error_localisation": hit,
         "heldout_error_localisation_chance": chance,
-        "heldout_informative_groups": int(informative.sum()) // G,
+        "heldout_mixed_groups": int(informative.sum()) // G,
     }
     return {key: float(values[key]) for key in HEALTH_KEYS}
 

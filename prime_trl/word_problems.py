@@ -47,7 +47,8 @@ def few_shot_prompt(question: str) -> list[dict]:
 
 
 # Problems SmolLM2-135M-Instruct answers right about half the time at temperature 0.7 (9, 9, 9 and 7 of 16
-# samples): a group of 4 lands inside PRIME's accuracy band [0.2, 0.8] about 86% of the time.
+# samples, an estimate): at p = 1/2 a group of 4 lands inside PRIME's accuracy band [0.2, 0.8] 87.5% of the time,
+# at p = 0.3 or 0.7 still 75%.
 ABOUT_HALF_RIGHT = (8, 54, 75, 107)
 
 

@@ -20,15 +20,15 @@ def run(per_problem, samples=64, health=()):
 def test_fact_bootstrap_is_the_mean_with_bounds_from_whole_facts():
     value, low, high = bench.fact_bootstrap({7: [1.0, 1.0], 9: [0.0, 0.0]})
     assert value == 0.5
-    # a resample holds two whole facts: both 7 (1.0), one each (0.5) or both 9 (0.0), never 0.25 or 0.75
-    assert (low, high) == (0.0, 1.0)
-    assert bench.fact_bootstrap({7: [1.0, 0.0], 9: [1.0, 0.0]}) == [0.5, 0.5, 0.5]  # facts alike: no spread
+    assert (low, high) == (0.0, 1.0)  # a resample of two whole facts: both 7 (1.0), one each (0.5), both 9 (0.0)
+    # facts alike: no spread, though resampling single problems of [1, 0, 1, 0] would spread from 0 to 1
+    assert bench.fact_bootstrap({7: [1.0, 0.0], 9: [1.0, 0.0]}) == [0.5, 0.5, 0.5]
 
 
 def test_summary_pairs_methods_by_problem_and_seeds_by_t():
     before = [False, True, False, False]
     onpolicy = {"step": 20, "prm/onpolicy_pairwise_accuracy": 0.75, "prm/onpolicy_reference_pairwise_accuracy": 0.5,
-                "prm/onpolicy_informative_groups": 12.0}
+                "prm/onpolicy_mixed_groups": 12.0}
     runs = {
         ("prime", 0): run([before, [True, True, True, False]], health=[{"step": 0, "other": 1.0}, onpolicy]),
         ("rloo", 0): run([before, [True, False, False, False]]),
@@ -53,9 +53,12 @@ def test_summary_pairs_methods_by_problem_and_seeds_by_t():
     assert bench.summarize(runs, [0], FACTS).get("over_seeds") is None  # one seed: no t interval
 
 
-def test_summary_refuses_runs_from_different_starts():
+def test_summary_refuses_runs_from_different_starts_or_on_other_problems():
     runs = {("prime", 0): run([[True, False, False, False]] * 2), ("rloo", 0): run([[False] * 4] * 2)}
     with pytest.raises(SystemExit, match="seed 0: PRIME and RLOO start from different"):
+        bench.summarize(runs, [0], FACTS)
+    runs = {("prime", 0): run([[True, False]] * 2), ("rloo", 0): run([[True, False]] * 2)}  # 2 problems, not 4
+    with pytest.raises(SystemExit, match="seed 0: a run was evaluated on other held-out problems than the 4"):
         bench.summarize(runs, [0], FACTS)
 
 
@@ -72,7 +75,7 @@ def test_both_methods_end_to_end_on_the_tiny_model(tiny_model_dir, tmp_path, cap
     for saved in (prime, rloo):
         assert [len(answers) for answers in saved["per_problem"]] == [4, 4]  # every held-out problem, before and after
         assert [point["step"] for point in saved["curve"]] == [0, 2]
-        assert saved["curve"][-1]["samples"] >= 2 * 2 * 2  # two generation batches of 2 prompts x 2 rollouts
+        assert saved["curve"][-1]["samples"] == 2 * 2 * 2  # two generation batches of 2 prompts x 2 rollouts
     assert prime["per_problem"][0] == rloo["per_problem"][0]  # the same start, greedy
     assert [entry["step"] for entry in prime["health"]] == [0, 2]  # the PRM measured on the policy at start and end
     assert rloo["health"] == []
@@ -83,3 +86,5 @@ def test_both_methods_end_to_end_on_the_tiny_model(tiny_model_dir, tmp_path, cap
     assert seed0["PRIME"][0] == sum(prime["per_problem"][-1]) / 4
     assert seed0["onpolicy_prm"][0]["step"] == 0
     assert "PRIME - RLOO" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="runs/prime-0.json was trained with other --steps, --learning-rate;"):
+        bench.main([*argv[:7], "3", *argv[8:-1], "1e-3"])  # saved runs of other settings are not read back

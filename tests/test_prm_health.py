@@ -89,14 +89,14 @@ def test_prm_health_hand_computed(tokenizer):
     assert health["heldout_length_correlation"] == 0.0
     assert health["heldout_error_localisation"] == 1.0
     assert health["heldout_error_localisation_chance"] == 0.5
-    assert health["heldout_informative_groups"] == 2
+    assert health["heldout_mixed_groups"] == 2
 
 
 def test_only_groups_with_both_outcomes_count_and_rank(tokenizer):
     """Prompt 1's rollouts both right: no pair there. Prompt 0 alone: S = (0, -1), right above wrong."""
     pool = RolloutPool(POOL.prompts, POOL.completions, [[1.0, 0.0], [1.0, 1.0]], POOL.first_wrong_steps)
     health = prm_health(reward_minus_one_on(tokenizer, "3"), tokenize_pool(pool, tokenizer), tokenizer.pad_token_id)
-    assert health["heldout_informative_groups"] == 1
+    assert health["heldout_mixed_groups"] == 1
     assert health["heldout_pairwise_accuracy"] == 1.0
 
 
@@ -224,7 +224,7 @@ def test_on_policy_callback_scores_fresh_rollouts_of_the_current_policy_and_leav
     assert last["prm/onpolicy_length_correlation"] == pytest.approx(prm["heldout_length_correlation"])
     assert last["prm/onpolicy_reference_pairwise_accuracy"] == pytest.approx(ref["heldout_pairwise_accuracy"])
     mixed = sum(len(set(group)) > 1 for group in pool.scores)  # the prompts whose rollouts hold both outcomes
-    assert last["prm/onpolicy_informative_groups"] == mixed >= 1
+    assert last["prm/onpolicy_mixed_groups"] == mixed >= 1
 
 
 def test_on_policy_callback_refuses_a_sharded_policy_and_single_rollouts_by_name():

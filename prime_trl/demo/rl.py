@@ -89,6 +89,7 @@ def run_rl(
     onpolicy_rows: list[dict] | None = None,
     first_wrong_step: Callable[[dict, str], int | None] | None = None,
     trainer_cls: Callable[..., PRIMETrainer] = PRIMETrainer,
+    use_cpu: bool = True,
     **config_overrides,
 ):
     """Train from `sft_dir` with PRIME; `process_reward_coef=0` gives the paper's outcome-only RLOO baseline.
@@ -101,7 +102,7 @@ def run_rl(
     rows), the PRM's health on fresh rollouts of those rows by the current policy is logged as `prm/onpolicy_*`
     every `eval_every` generation batches (`first_wrong_step(row, completion)` for error localisation).
     `trainer_cls` (a PRIMETrainer subclass, or a factory taking its arguments) lets a benchmark swap the trainer
-    (bench/oracle_credit.py's oracle PRM).
+    (bench/oracle_credit.py's oracle PRM). `use_cpu=False` trains on the accelerator where there is one (fp32).
     Returns (trainer, accuracy curve, PRM-health history: [] without a pool).
     """
     from datasets import Dataset
@@ -115,7 +116,7 @@ def run_rl(
     rows_per_step = rows_per_generation // policy_mini_batches
     args = PRIMEConfig(
         output_dir=output_dir,
-        use_cpu=True,
+        use_cpu=use_cpu,
         bf16=False,
         seed=seed,
         max_steps=max_steps * policy_mini_batches,
