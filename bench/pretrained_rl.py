@@ -40,8 +40,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from intervals import bootstrap_ci, mean_ci  # noqa: E402
-from pretrained_prm import model_dir, split_rows  # noqa: E402
+from intervals import mean_ci  # noqa: E402
+from pretrained_prm import interval, mean_of, model_dir, split_rows  # noqa: E402
 
 METHODS = ("prime", "rloo")
 # the options a saved run must share with the current ones to be read back (not --model's path, --methods, --seeds)
@@ -52,14 +52,10 @@ TRAINING_OPTIONS = ("steps", "prompts_per_step", "num_generations", "max_new_tok
 
 def greedy_evaluator(tokenizer, rows: list[dict], max_new_tokens: int, batch_size: int = 64):
     """evaluate(model) -> greedy accuracy on `rows`; each call's per-problem results go to `evaluate.per_problem`."""
-    from prime_trl.demo.evaluate import is_correct
-    from prime_trl.generation import generate_texts
+    from prime_trl.demo.evaluate import greedy_correct
 
     def evaluate(model) -> float:
-        prompts = [r["prompt"] for r in rows]
-        completions = [c for (c,) in generate_texts(model, tokenizer, prompts, 1, 0.0, 1.0, max_new_tokens,
-                                                    batch_size, False)]  # fmt: skip
-        right = [is_correct(c, r["ground_truth"]) for c, r in zip(completions, rows)]
+        _, right = greedy_correct(model, tokenizer, rows, max_new_tokens, batch_size, progress=False)
         evaluate.per_problem.append(right)
         return sum(right) / len(right)
 
@@ -73,8 +69,8 @@ def train_run(method: str, seed: int, path: str, tokenizer, rows: dict[str, list
 
     from prime_trl.demo.rl import run_rl
 
-    train = [{k: v for k, v in r.items() if k != "fact"} for r in rows["train"]]  # the rewards need no fact
-    heldout = [{k: v for k, v in r.items() if k != "fact"} for r in rows["heldout"]]
+    # the rewards need no fact
+    train, heldout = ([{k: v for k, v in r.items() if k != "fact"} for r in rows[s]] for s in ("train", "heldout"))
     evaluate = greedy_evaluator(tokenizer, heldout, args.max_new_tokens)
     prime = method == "prime"
     start = time.time()
@@ -92,13 +88,7 @@ def train_run(method: str, seed: int, path: str, tokenizer, rows: dict[str, list
 
 def fact_bootstrap(values_by_fact: dict[int, list[float]]) -> list[float | None]:
     """[mean over all problems, low, high]: the 95% percentile bootstrap resamples whole facts."""
-
-    def mean(facts: list[list[float]]) -> float:
-        values = [v for fact in facts for v in fact]
-        return sum(values) / len(values)
-
-    units = list(values_by_fact.values())
-    return [mean(units), *bootstrap_ci(units, mean)]
+    return interval(values_by_fact, mean_of)
 
 
 def by_fact(values: list[float], facts: list[int]) -> dict[int, list[float]]:

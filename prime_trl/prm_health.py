@@ -205,18 +205,18 @@ def health_of_rewards(rows: list[torch.Tensor], pool: TokenizedPool) -> dict[str
     G = pool.num_generations
     # only groups with a right and a wrong rollout hold a pair to rank; the others would pull the mean to 1/2
     grouped = pool.scores.reshape(-1, G)  # (P, G)
-    informative = (grouped.amax(-1) > grouped.amin(-1)).repeat_interleave(G)  # (N,)
-    scores, kept_mask, kept = pool.scores[informative], mask[informative], rewards[informative]
+    mixed = (grouped.amax(-1) > grouped.amin(-1)).repeat_interleave(G)  # (N,)
+    scores, kept_mask, kept = pool.scores[mixed], mask[mixed], rewards[mixed]
     values = {
         "heldout_pairwise_accuracy": prm_pairwise_accuracy(kept, scores, kept_mask, G),
         # dividing every r_t by |y| orders rows by their mean token reward instead of the sum
         "heldout_pairwise_accuracy_mean": prm_pairwise_accuracy(
-            kept / lengths[informative].unsqueeze(-1), scores, kept_mask, G
+            kept / lengths[mixed].unsqueeze(-1), scores, kept_mask, G
         ),
         "heldout_length_correlation": length_correlation(rewards.sum(-1), lengths),
         "heldout_error_localisation": hit,
         "heldout_error_localisation_chance": chance,
-        "heldout_mixed_groups": int(informative.sum()) // G,
+        "heldout_mixed_groups": int(mixed.sum()) // G,
     }
     return {key: float(values[key]) for key in HEALTH_KEYS}
 

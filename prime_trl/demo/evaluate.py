@@ -16,14 +16,21 @@ def is_correct(completion: str, ground_truth: str) -> bool:
     return answer is not None and answer.replace(" ", "") == ground_truth.strip()
 
 
+def greedy_correct(
+    model, tokenizer, rows: list[dict], max_new_tokens: int = 64, batch_size: int = 64, progress: bool = True
+) -> tuple[list[str], list[bool]]:
+    """Each row's greedy completion and whether its boxed answer equals the row's `ground_truth`."""
+    prompts = [r["prompt"] for r in rows]
+    completions = [c for (c,) in generate_texts(model, tokenizer, prompts, 1, 0.0, 1.0, max_new_tokens, batch_size,
+                                                progress, desc="greedy eval")]  # fmt: skip
+    return completions, [is_correct(c, r["ground_truth"]) for c, r in zip(completions, rows)]
+
+
 def evaluate_accuracy(
     model, tokenizer, rows: list[dict], max_new_tokens: int = 64, batch_size: int = 64, progress: bool = True
 ) -> dict:
     """Greedy accuracy on prompt rows with `ground_truth`; also returns a few sample outputs."""
-    prompts = [r["prompt"] for r in rows]
-    completions = [c for (c,) in generate_texts(model, tokenizer, prompts, 1, 0.0, 1.0, max_new_tokens, batch_size,
-                                                progress, desc="greedy eval")]  # fmt: skip
-    correct = [is_correct(c, r["ground_truth"]) for c, r in zip(completions, rows)]
+    completions, correct = greedy_correct(model, tokenizer, rows, max_new_tokens, batch_size, progress)
     return {
         "accuracy": sum(correct) / max(1, len(rows)),
         "num_prompts": len(rows),
