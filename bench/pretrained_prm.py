@@ -13,7 +13,8 @@ is converted into OUT/model first).
 3. Per seed: a copy of the model is the PRM and the model its frozen reference, and `prime_trl.prm.OnlinePRM`,
    the trainer's own update (cross-entropy of sigma(beta * sum_t log pi_prm/pi_ref) against the outcome), takes one
    optimizer step per `--groups-per-step` mixed training groups (the groups PRIME's accuracy band keeps), for
-   `--epochs` passes in a seeded order.
+   `--epochs` passes in a seeded order. `--save-prm DIR` keeps the first seed's PRM, a warmed-up start for
+   `bench/pretrained_rl.py --prm-init`.
 4. Held-out, on the groups holding both outcomes (the only ones with a pair to rank): pairwise accuracy (how often
    a right rollout outranks a wrong one of its group by sum_t r_t) of each seed's PRM, against two baselines: the
    reference's log-likelihood sum_t log pi_ref (what the model knows untrained; the untrained PRM scores 0.5 by
@@ -232,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--learning-rate", type=float, default=5e-6, help="PRM AdamW learning rate")
     p.add_argument("--groups-per-step", type=int, default=2, help="mixed groups per PRM optimizer step")
     p.add_argument("--epochs", type=int, default=1, help="passes over the mixed training groups")
+    p.add_argument("--save-prm", default=None, metavar="DIR",
+                   help="save the first seed's trained PRM here (bench/pretrained_rl.py --prm-init starts from it)")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
 
@@ -274,6 +277,9 @@ def main(argv: list[str] | None = None) -> int:
         prm_rows.append([args.beta * (a - b) for a, b in zip(logps, ref_rows)])
         health[f"PRM seed {seed}"] = health_of_rewards(prm_rows[-1], heldout)
         losses.append(seed_losses)
+        if args.save_prm and seed == args.seeds[0]:
+            prm.save_pretrained(args.save_prm)
+            tokenizer.save_pretrained(args.save_prm)
         del prm  # the next seed's copy takes its place
     group_facts = [rows["heldout"][g]["fact"] for g in heldout_groups]
     result = {}

@@ -10,8 +10,10 @@ and asks what PRIME does with it:
    outside it are dropped, not refilled), and the authors' advantages otherwise (process rewards batch-norm'd,
    undiscounted, process and outcome terms at weight 1); on a GPU where there is one (fp32), else on CPU. "PRIME":
    a full copy as the implicit PRM, updated after each step (`--beta`, `--prm-learning-rate`: the recipe
-   `bench/pretrained_prm.py` measured). "RLOO": the same trainer with `process_reward_coef=0` and the PRM frozen,
-   the paper's outcome-only baseline.
+   `bench/pretrained_prm.py` measured; `--prm-mini-batches` optimizer steps each), or from `--prm-init`, a PRM
+   trained offline on the frozen model's rollouts (`bench/pretrained_prm.py --save-prm`), the checkpoint staying
+   its reference. "RLOO": the same trainer with `process_reward_coef=0` and the PRM frozen, the paper's outcome-only
+   baseline, which reads none of the PRM's options (its saved runs serve every PRIME variant).
 2. Greedy accuracy on every held-out problem, before and after, kept per problem so the two methods are paired.
 3. PRIME's PRM on `--onpolicy` held-out problems' rollouts by the policy as it is at the start and at the end
    (`OnPolicyPRMHealthCallback`): pairwise accuracy against the reference's own likelihood on the same rollouts.
@@ -44,10 +46,11 @@ from intervals import mean_ci  # noqa: E402
 from pretrained_prm import interval, mean_of, model_dir, split_rows  # noqa: E402
 
 METHODS = ("prime", "rloo")
-# the options a saved run must share with the current ones to be read back (not --model's path, --methods, --seeds)
+# the options a saved run must share with the current ones to be read back (not --model's path, --methods, --seeds);
+# RLOO's PRM is frozen and unused, so only PRIME's runs must share the PRM's options
 TRAINING_OPTIONS = ("steps", "prompts_per_step", "num_generations", "max_new_tokens", "learning_rate",
-                    "prm_learning_rate", "beta", "onpolicy", "num_train", "num_heldout", "heldout_fraction",
-                    "split_seed")  # fmt: skip
+                    "num_train", "num_heldout", "heldout_fraction", "split_seed")  # fmt: skip
+PRM_OPTIONS = ("prm_learning_rate", "beta", "onpolicy", "prm_init", "prm_mini_batches")
 
 
 def greedy_evaluator(tokenizer, rows: list[dict], max_new_tokens: int, batch_size: int = 64):
@@ -81,6 +84,9 @@ def train_run(method: str, seed: int, path: str, tokenizer, rows: dict[str, list
         max_completion_length=args.max_new_tokens, eval_every=args.steps, seed=seed,
         process_reward_coef=1.0 if prime else 0.0, prm_update="after" if prime else "none",
         onpolicy_rows=heldout[: args.onpolicy] if prime else None, use_cpu=not torch.cuda.is_available(),
+        prm_num_mini_batches=args.prm_mini_batches if prime else 1,
+        # a warmed-up PRM keeps the checkpoint as its reference: r_t measures what the warm-up learned
+        prm_model_name_or_path=args.prm_init if prime else None, prm_ref_model_name_or_path=path,
     )  # fmt: skip
     return {"method": method, "seed": seed, "curve": curve, "per_problem": evaluate.per_problem, "health": health,
             "logs": trainer.state.log_history, "seconds": time.time() - start}  # fmt: skip
@@ -167,6 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--learning-rate", type=float, default=5e-6, help="policy learning rate")
     p.add_argument("--prm-learning-rate", type=float, default=5e-6)
     p.add_argument("--beta", type=float, default=0.5, help="prm_beta; 24-token answers, not the authors' ~1,000")
+    p.add_argument("--prm-mini-batches", type=int, default=1, help="PRM optimizer steps per generation batch")
+    p.add_argument("--prm-init", default=None, metavar="DIR",
+                   help="PRIME's PRM starts from this model (bench/pretrained_prm.py --save-prm), not the checkpoint")
     p.add_argument("--onpolicy", type=int, default=128, help="held-out problems PRIME's PRM is measured on")
     p.add_argument("--num-train", type=int, default=None, help="at most this many training problems (all 252)")
     p.add_argument("--num-heldout", type=int, default=None, help="at most this many held-out problems (all 252)")
@@ -194,7 +203,9 @@ def main(argv: list[str] | None = None) -> int:
                 os.replace(saved + ".tmp", saved)  # another process never reads half a file
             with open(saved) as f:
                 runs[method, seed] = json.load(f)
-            differing = [k for k in TRAINING_OPTIONS if runs[method, seed]["settings"].get(k) != getattr(args, k)]
+            checked = TRAINING_OPTIONS + (PRM_OPTIONS if method == "prime" else ())
+            settings = runs[method, seed]["settings"]  # a run saved before an option existed had its default
+            differing = [k for k in checked if settings.get(k, p.get_default(k)) != getattr(args, k)]
             if differing:
                 options = ", ".join("--" + k.replace("_", "-") for k in differing)
                 raise SystemExit(f"{saved} was trained with other {options}; move it away or pass the options it "

@@ -107,7 +107,8 @@ def hand_made_out(tiny_model_dir, tmp_path):
 def test_end_to_end_on_saved_pools(tiny_model_dir, hand_made_out, capsys):
     out = hand_made_out
     argv = ["--model", tiny_model_dir, "--out", str(out), "--num-train", "3", "--num-heldout", "2", "--seeds", "0", "1",
-            "--learning-rate", "1e-3", "--epochs", "4", "--groups-per-step", "1", "--beta", "0.5"]  # fmt: skip
+            "--learning-rate", "1e-3", "--epochs", "4", "--groups-per-step", "1", "--beta", "0.5",
+            "--save-prm", str(out / "prm")]  # fmt: skip
     assert bench.main(argv) == 0
     result = json.loads((out / "report.json").read_text())
     assert result["train_mixed_groups"] == 3 and result["all"]["groups"] == 2
@@ -123,6 +124,22 @@ def test_end_to_end_on_saved_pools(tiny_model_dir, hand_made_out, capsys):
     assert result["all"]["shorter first"][0] == 0.5  # right and wrong hand-made answers have the same length
     printed = capsys.readouterr().out
     assert printed.count("trained PRM - reference log-likelihood") == 2  # all groups, then answered ones
+    # --save-prm kept the first seed's PRM: scored again from disk, it reproduces seed 0's held-out health
+    from functools import partial
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from prime_trl.prm import completion_logps
+    from prime_trl.prm_health import health_of_rewards, load_rollout_pool, pool_token_rewards, tokenize_pool
+
+    pool = tokenize_pool(load_rollout_pool(str(out / "heldout_pool.jsonl")), AutoTokenizer.from_pretrained(out / "prm"))
+    with torch.no_grad():
+        prm, ref = (pool_token_rewards(partial(completion_logps, AutoModelForCausalLM.from_pretrained(d).eval()), pool)
+                    for d in (out / "prm", tiny_model_dir))  # fmt: skip
+    health = health_of_rewards([0.5 * (a - b) for a, b in zip(prm, ref)], pool)
+    for seed, agrees in ((0, True), (1, False)):
+        saved = result["health"][f"PRM seed {seed}"]["heldout_length_correlation"]
+        assert (health["heldout_length_correlation"] == pytest.approx(saved, abs=1e-5)) is agrees
     assert printed.count("trained PRM per seed") == 2
 
 

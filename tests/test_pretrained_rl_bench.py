@@ -88,3 +88,58 @@ def test_both_methods_end_to_end_on_the_tiny_model(tiny_model_dir, tmp_path, cap
     assert "PRIME - RLOO" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="runs/prime-0.json was trained with other --steps, --learning-rate;"):
         bench.main([*argv[:7], "3", *argv[8:-1], "1e-3"])  # saved runs of other settings are not read back
+
+
+@pytest.mark.slow
+def test_prime_from_a_warmed_up_prm_with_several_prm_steps(tiny_model_dir, tmp_path, monkeypatch):
+    import math
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    import prime_trl.demo.rl as demo_rl
+
+    warmed = str(tmp_path / "warmed")  # stands in for bench/pretrained_prm.py --save-prm: a PRM unlike its start
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.add_(0.05 * torch.randn_like(param))
+    model.save_pretrained(warmed)
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(warmed)
+    calls = []
+
+    def one_right_per_group(completions, **kwargs):  # groups of 2 are contiguous: every group sits in the band
+        return [float(i % 2 == 0) for i in range(len(completions))]
+
+    def recording_run_rl(*args, **kwargs):
+        calls.append(kwargs)
+        return real_run_rl(*args, **kwargs, reward_funcs=[one_right_per_group])  # the tiny model never answers
+
+    real_run_rl = demo_rl.run_rl
+    monkeypatch.setattr(demo_rl, "run_rl", recording_run_rl)
+
+    out = tmp_path / "out"
+    argv = ["--model", tiny_model_dir, "--out", str(out), "--seeds", "0", "--steps", "2", "--prompts-per-step", "2",
+            "--num-generations", "2", "--max-new-tokens", "4", "--num-train", "4", "--num-heldout", "4",
+            "--onpolicy", "2"]  # fmt: skip
+    assert bench.main(argv) == 0
+    untrained_prime = json.loads((out / "runs" / "prime-0.json").read_text())
+    (out / "runs" / "prime-0.json").rename(out / "untrained-prime-0.json")
+    assert bench.main([*argv, "--prm-init", warmed, "--prm-mini-batches", "2"]) == 0  # RLOO's run is read back
+    assert len(calls) == 3  # PRIME, RLOO, then PRIME again: RLOO does not read the PRM's options
+    prime_kwargs, rloo_kwargs, warm_kwargs = calls
+    assert (warm_kwargs["prm_model_name_or_path"], warm_kwargs["prm_num_mini_batches"]) == (warmed, 2)
+    assert warm_kwargs["prm_ref_model_name_or_path"] == prime_kwargs["prm_ref_model_name_or_path"] == tiny_model_dir
+    assert prime_kwargs["prm_model_name_or_path"] is None and prime_kwargs["prm_num_mini_batches"] == 1
+
+    def first_prm_loss(run):
+        return next(entry["prm/loss"] for entry in run["logs"] if "prm/loss" in entry)
+
+    # the first update's loss comes from the PRM before it: an untrained PRM equals its reference, so every
+    # sequence reward is 0 and the cross-entropy is ln 2; the warmed-up PRM starts elsewhere
+    assert first_prm_loss(untrained_prime) == pytest.approx(math.log(2), abs=1e-6)
+    warm = json.loads((out / "runs" / "prime-0.json").read_text())
+    assert abs(first_prm_loss(warm) - math.log(2)) > 1e-4
+    with pytest.raises(SystemExit, match="prime-0.json was trained with other --prm-init, --prm-mini-batches;"):
+        bench.main(argv)
