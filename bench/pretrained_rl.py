@@ -12,7 +12,7 @@ and asks what PRIME does with it:
    a full copy as the implicit PRM, updated after each step (`--beta`, `--prm-learning-rate`: the recipe
    `bench/pretrained_prm.py` measured; `--prm-mini-batches` optimizer steps each), or from `--prm-init`, a PRM
    trained offline on the frozen model's rollouts (`bench/pretrained_prm.py --save-prm`), the checkpoint staying
-   its reference. "RLOO": the same trainer with `process_reward_coef=0` and the PRM frozen, the paper's outcome-only
+   its reference; `--prm-update none` freezes it (an offline PRM, the paper's ablation of the online update). "RLOO": the same trainer with `process_reward_coef=0` and the PRM frozen, the paper's outcome-only
    baseline, which reads none of the PRM's options (its saved runs serve every PRIME variant).
 2. Greedy accuracy on every held-out problem, before and after, kept per problem so the two methods are paired.
 3. PRIME's PRM on `--onpolicy` held-out problems' rollouts by the policy as it is at the start and at the end
@@ -50,7 +50,7 @@ METHODS = ("prime", "rloo")
 # RLOO's PRM is frozen and unused, so only PRIME's runs must share the PRM's options
 TRAINING_OPTIONS = ("steps", "prompts_per_step", "num_generations", "max_new_tokens", "learning_rate",
                     "num_train", "num_heldout", "heldout_fraction", "split_seed")  # fmt: skip
-PRM_OPTIONS = ("prm_learning_rate", "beta", "onpolicy", "prm_init", "prm_mini_batches")
+PRM_OPTIONS = ("prm_learning_rate", "beta", "onpolicy", "prm_init", "prm_mini_batches", "prm_update")
 
 
 def greedy_evaluator(tokenizer, rows: list[dict], max_new_tokens: int, batch_size: int = 64):
@@ -82,7 +82,7 @@ def train_run(method: str, seed: int, path: str, tokenizer, rows: dict[str, list
         max_steps=args.steps, prompts_per_step=args.prompts_per_step, num_generations=args.num_generations,
         learning_rate=args.learning_rate, prm_learning_rate=args.prm_learning_rate, prm_beta=args.beta,
         max_completion_length=args.max_new_tokens, eval_every=args.steps, seed=seed,
-        process_reward_coef=1.0 if prime else 0.0, prm_update="after" if prime else "none",
+        process_reward_coef=1.0 if prime else 0.0, prm_update=args.prm_update if prime else "none",
         onpolicy_rows=heldout[: args.onpolicy] if prime else None, use_cpu=not torch.cuda.is_available(),
         prm_num_mini_batches=args.prm_mini_batches if prime else 1,
         # a warmed-up PRM keeps the checkpoint as its reference: r_t measures what the warm-up learned
@@ -174,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--prm-learning-rate", type=float, default=5e-6)
     p.add_argument("--beta", type=float, default=0.5, help="prm_beta; 24-token answers, not the authors' ~1,000")
     p.add_argument("--prm-mini-batches", type=int, default=1, help="PRM optimizer steps per generation batch")
+    p.add_argument("--prm-update", choices=("after", "none"), default="after",
+                   help="PRIME's PRM learns online after scoring (the authors'), or stays frozen ('none')")
     p.add_argument("--prm-init", default=None, metavar="DIR",
                    help="PRIME's PRM starts from this model (bench/pretrained_prm.py --save-prm), not the checkpoint")
     p.add_argument("--onpolicy", type=int, default=128, help="held-out problems PRIME's PRM is measured on")

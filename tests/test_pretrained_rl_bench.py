@@ -143,3 +143,10 @@ def test_prime_from_a_warmed_up_prm_with_several_prm_steps(tiny_model_dir, tmp_p
     assert abs(first_prm_loss(warm) - math.log(2)) > 1e-4
     with pytest.raises(SystemExit, match="prime-0.json was trained with other --prm-init, --prm-mini-batches;"):
         bench.main(argv)
+    (out / "runs" / "prime-0.json").rename(out / "warm-prime-0.json")
+    assert bench.main([*argv, "--prm-init", warmed, "--prm-update", "none"]) == 0
+    assert calls[-1]["prm_update"] == "none" and prime_kwargs["prm_update"] == "after"
+    frozen = json.loads((out / "runs" / "prime-0.json").read_text())
+    steps = [entry for entry in frozen["logs"] if "loss" in entry]
+    assert not any("prm/loss" in entry for entry in steps)  # the offline PRM never learns
+    assert all(entry["prm/process_reward_mean"] != 0 for entry in steps)  # but it scores every step
