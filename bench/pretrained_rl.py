@@ -12,8 +12,9 @@ and asks what PRIME does with it:
    a full copy as the implicit PRM, updated after each step (`--beta`, `--prm-learning-rate`: the recipe
    `bench/pretrained_prm.py` measured; `--prm-mini-batches` optimizer steps each), or from `--prm-init`, a PRM
    trained offline on the frozen model's rollouts (`bench/pretrained_prm.py --save-prm`), the checkpoint staying
-   its reference; `--prm-update none` freezes it (an offline PRM, the paper's ablation of the online update). "RLOO": the same trainer with `process_reward_coef=0` and the PRM frozen, the paper's outcome-only
-   baseline, which reads none of the PRM's options (its saved runs serve every PRIME variant).
+   its reference; `--prm-update none` freezes it (an offline PRM, the paper's ablation of the online update).
+   "RLOO": the same trainer with `process_reward_coef=0` and the PRM frozen, the paper's outcome-only baseline,
+   which reads none of the PRM's options (its saved runs serve every PRIME variant).
 2. Greedy accuracy on every held-out problem, before and after, kept per problem so the two methods are paired.
 3. PRIME's PRM on `--onpolicy` held-out problems' rollouts by the policy as it is at the start and at the end
    (`OnPolicyPRMHealthCallback`): pairwise accuracy against the reference's own likelihood on the same rollouts.
