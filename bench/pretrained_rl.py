@@ -24,7 +24,8 @@ and asks what PRIME does with it:
 
 Each finished run is saved as OUT/runs/<method>-<seed>.json and read back (refused if it was trained with other
 settings), so runs can go as parallel processes (`--methods prime --seeds 0`, ...) and a last call with every method
-and seed summarises into OUT/report.json.
+and seed summarises into OUT/report.json. `--compare RUN RUN` pairs any two saved runs of one start (two PRIME
+variants, say) and prints their training traces: in-batch PRM accuracy and the share of cut-off rollouts.
 
     python bench/pretrained_rl.py --model M --out pretrained-rl --methods rloo --seeds 0 --threads 2
     python bench/pretrained_rl.py --model M --out pretrained-rl --methods prime --seeds 0 --threads 2
@@ -41,6 +42,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from intervals import mean_ci  # noqa: E402
@@ -105,6 +107,11 @@ def by_fact(values: list[float], facts: list[int]) -> dict[int, list[float]]:
     return grouped
 
 
+def paired_difference(a: list[bool], b: list[bool], facts: list[int]) -> list[float | None]:
+    """Accuracy of answers `a` minus that of `b` on the same problems, with the bootstrap over facts."""
+    return fact_bootstrap(by_fact([float(x) - float(y) for x, y in zip(a, b)], facts))
+
+
 def summarize(runs: dict[tuple[str, int], dict], seeds: list[int], facts: list[int]) -> dict:
     """Per seed: accuracy before and after each method, and PRIME - RLOO paired by problem with its bootstrap over
     facts; over seeds: t intervals of each method's gain and of the difference; PRIME's PRM at start and end."""
@@ -119,9 +126,6 @@ def summarize(runs: dict[tuple[str, int], dict], seeds: list[int], facts: list[i
         if rloo["per_problem"][0] != before:
             raise SystemExit(f"seed {seed}: PRIME and RLOO start from different greedy answers; not the same model")
 
-        def paired(a: list[bool], b: list[bool]) -> list[float | None]:
-            return fact_bootstrap(by_fact([float(x) - float(y) for x, y in zip(a, b)], facts))
-
         keys = ("step", "prm/onpolicy_pairwise_accuracy", "prm/onpolicy_reference_pairwise_accuracy",
                 "prm/onpolicy_mixed_groups")
         onpolicy = [{k: entry[k] for k in keys if k in entry} for entry in prime["health"]]
@@ -129,9 +133,9 @@ def summarize(runs: dict[tuple[str, int], dict], seeds: list[int], facts: list[i
             "accuracy_before": sum(before) / len(before),
             "PRIME": fact_bootstrap(by_fact([float(v) for v in prime_after], facts)),
             "RLOO": fact_bootstrap(by_fact([float(v) for v in rloo_after], facts)),
-            "PRIME gain": paired(prime_after, before),
-            "RLOO gain": paired(rloo_after, before),
-            "PRIME - RLOO": paired(prime_after, rloo_after),
+            "PRIME gain": paired_difference(prime_after, before, facts),
+            "RLOO gain": paired_difference(rloo_after, before, facts),
+            "PRIME - RLOO": paired_difference(prime_after, rloo_after, facts),
             "samples": {"PRIME": prime["curve"][-1]["samples"], "RLOO": rloo["curve"][-1]["samples"]},
             "onpolicy_prm": onpolicy,
         }
@@ -140,6 +144,32 @@ def summarize(runs: dict[tuple[str, int], dict], seeds: list[int], facts: list[i
         names = ("PRIME gain", "RLOO gain", "PRIME - RLOO")
         report["over_seeds"] = {name: list(mean_ci([s[name][0] for s in per_seed])) for name in names}
     return report
+
+
+def training_trace(run: dict) -> dict:
+    """From a saved run's training logs, per half of its steps: the mean in-batch PRM pairwise accuracy
+    (`prm/accuracy`: the groups inside the band, scored before the PRM's update; absent for RLOO) and the share of
+    cut-off rollouts (`completions/clipped_ratio`), its value at the first step and its largest in the second half."""
+    steps = [entry for entry in run["logs"] if "completions/clipped_ratio" in entry]
+    halves = (steps[: len(steps) // 2], steps[len(steps) // 2 :])
+    trace = {"cut-off share, first step": steps[0]["completions/clipped_ratio"],
+             "cut-off share, most in the second half": max(e["completions/clipped_ratio"] for e in halves[1])}
+    for name, half in zip(("first", "second"), halves):
+        accuracies = [e["prm/accuracy"] for e in half if "prm/accuracy" in e]
+        if accuracies:
+            trace[f"in-batch PRM pairwise accuracy, {name} half"] = sum(accuracies) / len(accuracies)
+    return trace
+
+
+def compare_runs(paths: list[str], facts: list[int]) -> dict:
+    """Two saved runs of the same held-out problems (any methods or options): the first's final accuracy minus the
+    second's, paired by problem with the bootstrap over facts, and each run's training trace."""
+    first, second = (json.loads(Path(path).read_text()) for path in paths)
+    if first["per_problem"][0] != second["per_problem"][0] or len(first["per_problem"][0]) != len(facts):
+        raise SystemExit(f"{paths[0]} and {paths[1]} do not start from the same greedy answers on these "
+                         f"{len(facts)} held-out problems")  # fmt: skip
+    return {"difference": paired_difference(first["per_problem"][-1], second["per_problem"][-1], facts),
+            "traces": {path: training_trace(run) for path, run in zip(paths, (first, second))}}  # fmt: skip
 
 
 def print_report(report: dict) -> None:
@@ -163,8 +193,11 @@ def print_report(report: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="a Hugging Face model directory or a .gguf file")
-    p.add_argument("--out", required=True, help="where the runs, the converted model and report.json go")
+    p.add_argument("--model", help="a Hugging Face model directory or a .gguf file (needed unless --compare)")
+    p.add_argument("--out", help="where the runs, the converted model and report.json go (needed unless --compare)")
+    p.add_argument("--compare", nargs=2, metavar="RUN", default=None,
+                   help="two saved runs (OUT/runs/<method>-<seed>.json): print the first's accuracy minus the "
+                        "second's, paired, and their training traces; trains nothing")  # fmt: skip
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--steps", type=int, default=20, help="generation batches per run")
@@ -186,6 +219,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split-seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
+    if args.compare:
+        comparison = compare_runs(args.compare, [r["fact"] for r in split_rows(args)["heldout"]])
+        value, low, high = comparison["difference"]
+        print(f"{args.compare[0]} - {args.compare[1]}, paired by problem: {value:+.3f} [{low:+.3f}, {high:+.3f}]")
+        for path, trace in comparison["traces"].items():
+            print(f"{path}: " + "; ".join(f"{name} {v:.3f}" for name, v in trace.items()))
+        return 0
+    if not (args.model and args.out):
+        p.error("--model and --out are needed to train or summarise")
 
     import torch
     from transformers import AutoTokenizer

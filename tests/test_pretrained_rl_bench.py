@@ -1,6 +1,7 @@
 """bench/pretrained_rl.py: the paired per-problem statistics by hand, and both methods end to end on the tiny model
 (the real checkpoint is the benchmark's, too slow for a test)."""
 
+import argparse
 import json
 
 import pytest
@@ -128,7 +129,7 @@ def test_prime_from_a_warmed_up_prm_with_several_prm_steps(tiny_model_dir, tmp_p
     (out / "runs" / "prime-0.json").rename(out / "untrained-prime-0.json")
     assert bench.main([*argv, "--prm-init", warmed, "--prm-mini-batches", "2"]) == 0  # RLOO's run is read back
     assert len(calls) == 3  # PRIME, RLOO, then PRIME again: RLOO does not read the PRM's options
-    prime_kwargs, rloo_kwargs, warm_kwargs = calls
+    prime_kwargs, _, warm_kwargs = calls
     assert (warm_kwargs["prm_model_name_or_path"], warm_kwargs["prm_num_mini_batches"]) == (warmed, 2)
     assert warm_kwargs["prm_ref_model_name_or_path"] == prime_kwargs["prm_ref_model_name_or_path"] == tiny_model_dir
     assert prime_kwargs["prm_model_name_or_path"] is None and prime_kwargs["prm_num_mini_batches"] == 1
@@ -150,3 +151,33 @@ def test_prime_from_a_warmed_up_prm_with_several_prm_steps(tiny_model_dir, tmp_p
     steps = [entry for entry in frozen["logs"] if "loss" in entry]
     assert not any("prm/loss" in entry for entry in steps)  # the offline PRM never learns
     assert all(entry["prm/process_reward_mean"] != 0 for entry in steps)  # but it scores every step
+
+
+def test_compare_pairs_two_saved_runs_and_reads_their_training_traces(tmp_path, capsys):
+    args = argparse.Namespace(heldout_fraction=0.5, split_seed=0, num_train=None, num_heldout=4)
+    heldout = bench.split_rows(args)["heldout"]
+    facts = [r["fact"] for r in heldout]
+    before = [False, False, True, False]
+    logs = [{"completions/clipped_ratio": c, "prm/accuracy": a} for c, a in ((0.5, 1.0), (0.25, 0.5), (0.0, 0.25),
+                                                                            (0.125, 0.75))]  # fmt: skip
+    warm = {**run([before, [True, True, True, False]]), "logs": logs}
+    rloo = {**run([before, [True, False, False, False]]), "logs": [{k: e[k] for k in e if k != "prm/accuracy"}
+                                                                   for e in logs]}  # fmt: skip
+    paths = []
+    for name, saved in (("warm", warm), ("rloo", rloo)):
+        paths.append(str(tmp_path / f"{name}.json"))
+        (tmp_path / f"{name}.json").write_text(json.dumps(saved))
+    comparison = bench.compare_runs(paths, facts)
+    assert comparison["difference"] == bench.paired_difference(warm["per_problem"][-1], rloo["per_problem"][-1], facts)
+    assert comparison["difference"][0] == 0.5  # (0, +1, +1, 0) / 4
+    assert comparison["traces"][paths[0]] == {
+        "cut-off share, first step": 0.5, "cut-off share, most in the second half": 0.125,
+        "in-batch PRM pairwise accuracy, first half": 0.75, "in-batch PRM pairwise accuracy, second half": 0.5}
+    assert list(comparison["traces"][paths[1]]) == ["cut-off share, first step",
+                                                    "cut-off share, most in the second half"]  # RLOO: no PRM
+    assert bench.main(["--compare", *paths, "--num-heldout", "4"]) == 0
+    assert "paired by problem: +0.500" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="do not start from the same greedy answers on these 2 held-out problems"):
+        bench.main(["--compare", *paths, "--num-heldout", "2"])
+    with pytest.raises(SystemExit):
+        bench.main(["--seeds", "0"])  # training needs --model and --out
