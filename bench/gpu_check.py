@@ -372,19 +372,19 @@ def main(argv: list[str] | None = None) -> dict:
     if not cli.dry_run and not torch.cuda.is_available():
         parser.error("no CUDA device: run on a GPU, or pass --dry-run to check the script on CPU")
     profile = PROFILES["dry" if cli.dry_run else "gpu"]
-    work = tempfile.mkdtemp(prefix="prime-gpu-check-")
     report = {**environment(cli.dry_run), "profile": profile, "sections": {}}
-    ctx = {"profile": profile, "work": work, "peak_tflops": cli.peak_tflops,
-           "model": save_random_qwen2(os.path.join(work, "model"), profile["shape"]),
-           "model_own_vocab": save_random_qwen2(os.path.join(work, "model-own-vocab"),
-                                                {**profile["shape"], "vocab_size": None})}  # fmt: skip
-    for name in cli.sections:
-        print(f"[gpu_check] {name} ...", flush=True)
-        report["sections"][name] = run_section(name, ctx)
-        print(f"[gpu_check] {name}: {report['sections'][name]['status']} "
-              f"({report['sections'][name]['section_seconds']} s)", flush=True)  # fmt: skip
-        with open(cli.out, "w") as f:
-            json.dump(report, f, indent=2, default=str)
+    with tempfile.TemporaryDirectory(prefix="prime-gpu-check-") as work:  # the random models go with it
+        ctx = {"profile": profile, "work": work, "peak_tflops": cli.peak_tflops,
+               "model": save_random_qwen2(os.path.join(work, "model"), profile["shape"]),
+               "model_own_vocab": save_random_qwen2(os.path.join(work, "model-own-vocab"),
+                                                    {**profile["shape"], "vocab_size": None})}  # fmt: skip
+        for name in cli.sections:
+            print(f"[gpu_check] {name} ...", flush=True)
+            report["sections"][name] = run_section(name, ctx)
+            print(f"[gpu_check] {name}: {report['sections'][name]['status']} "
+                  f"({report['sections'][name]['section_seconds']} s)", flush=True)  # fmt: skip
+            with open(cli.out, "w") as f:
+                json.dump(report, f, indent=2, default=str)
     return report
 
 

@@ -49,12 +49,16 @@ def test_dry_run_measures_every_variant_and_writes_one_json(tmp_path):
 
 
 def test_a_failing_section_is_recorded_and_the_next_still_runs(tmp_path, monkeypatch):
+    work_dirs = []
+
     def broken(ctx):
+        work_dirs.append(ctx["work"])
         raise RuntimeError("boom")
 
     monkeypatch.setitem(gpu_check.SECTIONS, "qlora", broken)
     out = tmp_path / "check.json"
     gpu_check.main(["--dry-run", "--out", str(out), "--sections", "qlora", "vllm"])
+    assert len(work_dirs) == 1 and not os.path.exists(work_dirs[0])  # its random models are not left in /tmp
     sections = json.loads(out.read_text())["sections"]
     assert sections["qlora"]["status"] == "error" and sections["qlora"]["error"] == "RuntimeError: boom"
     assert "in broken" in sections["qlora"]["traceback"]

@@ -16,7 +16,7 @@ WORKER = os.path.join(ROOT, "tests", "distributed", "checkpoint_worker.py")
 
 @pytest.mark.parametrize("save_total_limit", ["1"])  # rotation and the end-of-run cleanup included
 def test_both_ranks_record_and_load_the_published_best(tiny_model_dir, tmp_path, save_total_limit):
-    env = {**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1", "TMPDIR": str(tmp_path)}  # launcher's folders
     cmd = [sys.executable, "-m", "accelerate.commands.launch", *MULTI_PROCESS, "--num_processes", "2",
            "--num_machines", "1", "--main_process_port", str(_free_port()), "--mixed_precision", "no",
            "--dynamo_backend", "no", WORKER, str(tmp_path / "result"), tiny_model_dir, str(tmp_path / "run"),

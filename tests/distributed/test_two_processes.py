@@ -37,7 +37,9 @@ def _deepspeed(stage):
 
 
 def _launch(num_processes, mode, out, model_dir, run_dir, launcher=MULTI_PROCESS, env=None):
-    env = {**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1", **(env or {})}
+    # TMPDIR: the launcher's per-run folders go with the test's own, not into /tmp for good
+    env = {**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1", "TMPDIR": os.path.dirname(str(run_dir)),
+           **(env or {})}
     if num_processes == 1:
         cmd = [sys.executable, WORKER]
     else:
