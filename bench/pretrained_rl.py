@@ -15,7 +15,10 @@ and asks what PRIME does with it:
    its reference; `--prm-update none` freezes it (an offline PRM, the paper's ablation of the online update).
    "RLOO": the same trainer with `process_reward_coef=0` and the PRM frozen, the paper's outcome-only baseline,
    which reads none of the PRM's options (its saved runs serve every PRIME variant).
-2. Greedy accuracy on every held-out problem, before and after, kept per problem so the two methods are paired.
+2. Greedy accuracy on every held-out problem, before and after (and every `--eval-every` generation batches), kept
+   per problem so the two methods are paired; from the seed-mean curves, `PRIME_sample_efficiency_vs_other`: RLOO's
+   samples over those PRIME needs to reach RLOO's final accuracy, as `bench/sample_efficiency.py` computes it
+   (linear between checks: with only the start and the end, a straight line).
 3. PRIME's PRM on `--onpolicy` held-out problems' rollouts by the policy as it is at the start and at the end
    (`OnPolicyPRMHealthCallback`): pairwise accuracy against the reference's own likelihood on the same rollouts.
 4. 95% intervals: per seed, the paired PRIME - RLOO difference with a percentile bootstrap over held-out facts (the
@@ -24,8 +27,9 @@ and asks what PRIME does with it:
 
 Each finished run is saved as OUT/runs/<method>-<seed>.json and read back (refused if it was trained with other
 settings), so runs can go as parallel processes (`--methods prime --seeds 0`, ...) and a last call with every method
-and seed summarises into OUT/report.json. `--compare RUN RUN` pairs any two saved runs of one start (two PRIME
-variants, say) and prints their training traces: in-batch PRM accuracy and the share of cut-off rollouts.
+and seed summarises into OUT/report.json and OUT/accuracy.png (accuracy against completions sampled).
+`--compare RUN RUN` pairs any two saved runs of one start (two PRIME variants, say) and prints their training traces:
+in-batch PRM accuracy and the share of cut-off rollouts.
 
     python bench/pretrained_rl.py --model M --out pretrained-rl --methods rloo --seeds 0 --threads 2
     python bench/pretrained_rl.py --model M --out pretrained-rl --methods prime --seeds 0 --threads 2
@@ -47,12 +51,14 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from intervals import mean_ci  # noqa: E402
 from pretrained_prm import interval, mean_of, model_dir, split_rows  # noqa: E402
+from sample_efficiency import plot as plot_curves  # noqa: E402
+from sample_efficiency import summarize as summarize_curves  # noqa: E402
 
 METHODS = ("prime", "rloo")
 # the options a saved run must share with the current ones to be read back (not --model's path, --methods, --seeds);
 # RLOO's PRM is frozen and unused, so only PRIME's runs must share the PRM's options
 TRAINING_OPTIONS = ("steps", "prompts_per_step", "num_generations", "max_new_tokens", "learning_rate",
-                    "num_train", "num_heldout", "heldout_fraction", "split_seed")  # fmt: skip
+                    "num_train", "num_heldout", "heldout_fraction", "split_seed", "eval_every")  # fmt: skip
 PRM_OPTIONS = ("prm_learning_rate", "beta", "onpolicy", "prm_init", "prm_mini_batches", "prm_update")
 
 
@@ -84,7 +90,7 @@ def train_run(method: str, seed: int, path: str, tokenizer, rows: dict[str, list
         path, tokenizer, train, os.path.join(args.out, "checkpoints", f"{method}-{seed}"), evaluate,
         max_steps=args.steps, prompts_per_step=args.prompts_per_step, num_generations=args.num_generations,
         learning_rate=args.learning_rate, prm_learning_rate=args.prm_learning_rate, prm_beta=args.beta,
-        max_completion_length=args.max_new_tokens, eval_every=args.steps, seed=seed,
+        max_completion_length=args.max_new_tokens, eval_every=args.eval_every or args.steps, seed=seed,
         process_reward_coef=1.0 if prime else 0.0, prm_update=args.prm_update if prime else "none",
         onpolicy_rows=heldout[: args.onpolicy] if prime else None, use_cpu=not torch.cuda.is_available(),
         prm_num_mini_batches=args.prm_mini_batches if prime else 1,
@@ -139,6 +145,8 @@ def summarize(runs: dict[tuple[str, int], dict], seeds: list[int], facts: list[i
             "samples": {"PRIME": prime["curve"][-1]["samples"], "RLOO": rloo["curve"][-1]["samples"]},
             "onpolicy_prm": onpolicy,
         }
+    curves = summarize_curves([runs["prime", s]["curve"] for s in seeds], [runs["rloo", s]["curve"] for s in seeds])
+    report["sample_efficiency"] = {k: v for k, v in curves.items() if "_sample" in k}
     if len(seeds) > 1:
         per_seed = list(report["per_seed"].values())
         names = ("PRIME gain", "RLOO gain", "PRIME - RLOO")
@@ -189,6 +197,15 @@ def print_report(report: dict) -> None:
                      if "prm/onpolicy_mixed_groups" in entry else ""))
     for name, (mean, half) in report.get("over_seeds", {}).items():
         print(f"over seeds (t): {name} {mean:+.3f} ± {half:.3f}")
+    efficiency = report["sample_efficiency"]
+    for name, other in (("PRIME", "RLOO"), ("RLOO", "PRIME")):
+        needed = efficiency[f"{name}_samples_to_reach_other_final"]
+        shown = {None: "never", 0.0: "before any sample (no ratio)"}.get(needed)
+        shown = shown or f"after {needed:.0f} samples, x{efficiency[f'{name}_sample_efficiency_vs_other']:.2f}"
+        ci = efficiency[f"{name}_sample_efficiency_vs_other_ci95"]
+        low, high = (f"{v:.2f}" if v is not None else "never" for v in ci)
+        print(f"{name} reaches {other}'s final accuracy on the seed-mean curves: {shown} (95% bootstrap over "
+              f"{len(report['per_seed'])} seeds: [{low}, {high}])")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -201,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--steps", type=int, default=20, help="generation batches per run")
+    p.add_argument("--eval-every", type=int, default=None,
+                   help="generation batches between held-out evaluations (default: only at the start and the end)")
     p.add_argument("--prompts-per-step", type=int, default=8)
     p.add_argument("--num-generations", type=int, default=4)
     p.add_argument("--max-new-tokens", type=int, default=24)
@@ -259,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0  # one method's runs: the summary needs both
     report = summarize(runs, args.seeds, [r["fact"] for r in rows["heldout"]])
     print_report(report)
+    plot_curves({name: [runs[method, s]["curve"] for s in args.seeds] for name, method in
+                 (("PRIME", "prime"), ("RLOO (outcome only)", "rloo"))}, os.path.join(args.out, "accuracy.png"))
     with open(os.path.join(args.out, "report.json"), "w") as f:
         json.dump({**report, "settings": vars(args)}, f, indent=1)
     return 0

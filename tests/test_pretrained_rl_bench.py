@@ -15,7 +15,10 @@ FACTS = [7, 7, 9, 9]  # four held-out problems, two facts
 
 
 def run(per_problem, samples=64, health=()):
-    return {"per_problem": per_problem, "curve": [{"samples": 0}, {"samples": samples}], "health": list(health)}
+    """A saved run evaluated at evenly spaced sample counts, its curve's accuracy that of its answers."""
+    curve = [{"samples": samples * i // (len(per_problem) - 1), "accuracy": sum(answers) / len(answers)}
+             for i, answers in enumerate(per_problem)]  # fmt: skip
+    return {"per_problem": per_problem, "curve": curve, "health": list(health)}
 
 
 def test_fact_bootstrap_is_the_mean_with_bounds_from_whole_facts():
@@ -54,6 +57,18 @@ def test_summary_pairs_methods_by_problem_and_seeds_by_t():
     assert bench.summarize(runs, [0], FACTS).get("over_seeds") is None  # one seed: no t interval
 
 
+def test_summary_gives_the_samples_each_method_needs_to_reach_the_others_final_accuracy():
+    before = [True, False, False, False]  # 0.25
+    prime = run([before, [True, True, True, False], [True, True, True, False]])  # 0.25 -> 0.75 at 32 -> 0.75 at 64
+    rloo = run([before, [True, True, False, False], [True, True, False, False]])  # 0.25 -> 0.5 at 32 -> 0.5 at 64
+    efficiency = bench.summarize({("prime", 0): prime, ("rloo", 0): rloo}, [0], FACTS)["sample_efficiency"]
+    # RLOO's final 0.5 lies halfway along PRIME's first segment (0.25 -> 0.75 over 32 samples): 16 samples, 64 / 16
+    assert efficiency["PRIME_samples_to_reach_other_final"] == 16.0
+    assert efficiency["PRIME_sample_efficiency_vs_other"] == 4.0
+    assert efficiency["RLOO_samples_to_reach_other_final"] is None  # RLOO never reaches 0.75
+    assert efficiency["PRIME_sample_efficiency_vs_other_per_seed"] == [4.0]
+
+
 def test_summary_refuses_runs_from_different_starts_or_on_other_problems():
     runs = {("prime", 0): run([[True, False, False, False]] * 2), ("rloo", 0): run([[False] * 4] * 2)}
     with pytest.raises(SystemExit, match="seed 0: PRIME and RLOO start from different"):
@@ -67,18 +82,18 @@ def test_summary_refuses_runs_from_different_starts_or_on_other_problems():
 def test_both_methods_end_to_end_on_the_tiny_model(tiny_model_dir, tmp_path, capsys):
     argv = ["--model", tiny_model_dir, "--out", str(tmp_path), "--seeds", "0", "--steps", "2", "--prompts-per-step",
             "2", "--num-generations", "2", "--max-new-tokens", "4", "--num-train", "4", "--num-heldout", "4",
-            "--onpolicy", "2", "--learning-rate", "1e-2"]  # fmt: skip
+            "--onpolicy", "2", "--eval-every", "1", "--learning-rate", "1e-2"]  # fmt: skip
     assert bench.main([*argv, "--methods", "rloo"]) == 0  # one method alone: saved, no summary
     assert not (tmp_path / "report.json").exists()
     assert bench.main(argv) == 0
     report = json.loads((tmp_path / "report.json").read_text())
     prime, rloo = (json.loads((tmp_path / "runs" / f"{m}-0.json").read_text()) for m in ("prime", "rloo"))
     for saved in (prime, rloo):
-        assert [len(answers) for answers in saved["per_problem"]] == [4, 4]  # every held-out problem, before and after
-        assert [point["step"] for point in saved["curve"]] == [0, 2]
+        assert [len(answers) for answers in saved["per_problem"]] == [4, 4, 4]  # every held-out problem, each check
+        assert [point["step"] for point in saved["curve"]] == [0, 1, 2]  # --eval-every 1
         assert saved["curve"][-1]["samples"] == 2 * 2 * 2  # two generation batches of 2 prompts x 2 rollouts
     assert prime["per_problem"][0] == rloo["per_problem"][0]  # the same start, greedy
-    assert [entry["step"] for entry in prime["health"]] == [0, 2]  # the PRM measured on the policy at start and end
+    assert [entry["step"] for entry in prime["health"]] == [0, 1, 2]  # the PRM measured on the policy at each check
     assert rloo["health"] == []
     steps = [entry for entry in prime["logs"] if "loss" in entry]
     assert len(steps) == 2 and all("prm/loss" in entry for entry in steps)  # PRIME's PRM takes its update each step
@@ -86,7 +101,10 @@ def test_both_methods_end_to_end_on_the_tiny_model(tiny_model_dir, tmp_path, cap
     seed0 = report["per_seed"]["0"]
     assert seed0["PRIME"][0] == sum(prime["per_problem"][-1]) / 4
     assert seed0["onpolicy_prm"][0]["step"] == 0
-    assert "PRIME - RLOO" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "PRIME - RLOO" in printed and "PRIME reaches RLOO's final accuracy" in printed
+    assert (tmp_path / "accuracy.png").stat().st_size > 0
+    assert set(report["sample_efficiency"]) >= {"PRIME_sample_efficiency_vs_other", "RLOO_samples_to_reach_other_final"}
     with pytest.raises(SystemExit, match="runs/prime-0.json was trained with other --steps, --learning-rate;"):
         bench.main([*argv[:7], "3", *argv[8:-1], "1e-3"])  # saved runs of other settings are not read back
 
@@ -133,6 +151,7 @@ def test_prime_from_a_warmed_up_prm_with_several_prm_steps(tiny_model_dir, tmp_p
     assert (warm_kwargs["prm_model_name_or_path"], warm_kwargs["prm_num_mini_batches"]) == (warmed, 2)
     assert warm_kwargs["prm_ref_model_name_or_path"] == prime_kwargs["prm_ref_model_name_or_path"] == tiny_model_dir
     assert prime_kwargs["prm_model_name_or_path"] is None and prime_kwargs["prm_num_mini_batches"] == 1
+    assert prime_kwargs["eval_every"] == 2  # without --eval-every: the start and the end (--steps) only
 
     def first_prm_loss(run):
         return next(entry["prm/loss"] for entry in run["logs"] if "prm/loss" in entry)
