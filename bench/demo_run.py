@@ -29,6 +29,8 @@ def load_demo_run(demo_dir: str) -> DemoRun:
     from prime_trl.demo import DemoArguments, demo_splits
 
     with open(os.path.join(demo_dir, "eval.json")) as f:
-        args = DemoArguments(**json.load(f)["args"])
+        recorded = json.load(f)["args"]
+    # directories written before the demo took the policy as the PRM's reference ran the frozen SFT model
+    args = DemoArguments(**{"prm_ref_type": "frozen", **recorded})
     sft_dir = os.path.join(demo_dir, "sft")
     return DemoRun(args, demo_splits(args), sft_dir, AutoTokenizer.from_pretrained(sft_dir))

@@ -291,8 +291,9 @@ class OnPolicyPRMHealthCallback(PRMHealthCallback):
     rollouts of every held-out row (`prompt`, `ground_truth`, `ability`; `sample_rollout_pool`, scored by the
     verifiers) from the policy, at the trainer's temperature, top_p and completion length unless given, and
     logs `prm/onpolicy_*` (the `HEALTH_KEYS` renamed) and `prm/onpolicy_reference_pairwise_accuracy`, the
-    reference's own log-likelihood on the same rollouts. The rollouts are decoded and tokenized again as a pool
-    file would be (EOS appended), so ids can differ from the sampled ones where a tokenizer does not round-trip.
+    PRM's reference's own log-likelihood on the same rollouts (with `prm_ref_type="policy"`, the policy's). The
+    rollouts are decoded and tokenized again as a pool file would be (EOS appended), so ids can differ from the
+    sampled ones where a tokenizer does not round-trip.
     Sampling runs under a forked RNG, so training draws the same random numbers as without the callback.
     Main process only: under DDP the other ranks wait in their next collective meanwhile (mind `ddp_timeout`
     with large models); refused where the policy is sharded.

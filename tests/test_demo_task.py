@@ -130,6 +130,7 @@ def test_demo_main_writes_eval_json(tmp_path):
     result = json.loads((out / "eval.json").read_text())
     assert 0.0 <= result["accuracy_before"] <= 1.0 and result["num_eval_prompts"] == 8
     assert result["sft_steps"] == 3 and [step for step, _ in result["sft_dev_accuracy"]] == [2]
+    assert result["args"]["prm_ref_type"] == "policy"  # the demo's recipe; the library keeps the paper's "frozen"
     assert sum(result["group_accuracy_T1"]["histogram"].values()) == 2
     assert (out / "sft" / "config.json").exists()
     # the PRIME stage ran: accuracy after, a curve point per step, plots, policy and PRM saved

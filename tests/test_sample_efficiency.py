@@ -125,6 +125,24 @@ def test_benchmark_runs_end_to_end_on_a_tiny_demo(tmp_path):
     assert (demo / "sample_efficiency" / "run-0-PRIME" / "curve.json").read_text() == saved
 
 
+def test_a_demo_directory_from_before_the_policy_reference_is_read_as_it_ran(tmp_path, tiny_model_dir):
+    import json
+    import shutil
+    from dataclasses import asdict
+
+    from demo_run import load_demo_run
+
+    from prime_trl.demo import DemoArguments, rl_settings
+
+    shutil.copytree(tiny_model_dir, tmp_path / "sft")
+    recorded = asdict(DemoArguments(num_sft=8, num_rl=4, num_eval=4, num_dev=2, num_pool=2))
+    (tmp_path / "eval.json").write_text(json.dumps({"args": recorded}))
+    assert rl_settings(load_demo_run(str(tmp_path)).args)["prm_ref_type"] == "policy"  # the demo's recipe now
+    del recorded["prm_ref_type"]  # written before the field existed: the frozen SFT model was the PRM's reference
+    (tmp_path / "eval.json").write_text(json.dumps({"args": recorded}))
+    assert rl_settings(load_demo_run(str(tmp_path)).args)["prm_ref_type"] == "frozen"
+
+
 def test_summarize_names_the_baseline():
     prime, grpo = [_curve(0.5, 0.6, 0.8), _curve(0.5, 0.7, 0.8)], [_curve(0.5, 0.55, 0.6), _curve(0.5, 0.6, 0.7)]
     report = bench.summarize(prime, grpo, other="GRPO", num_resamples=200)
