@@ -3,7 +3,10 @@
 On the demo task (multi-step arithmetic, one operation per line, so the PRM's steps are lines):
 
     python bench/rerank.py --demo-dir prime-demo --model prime-demo/<policy> --prm prime-demo/<run>/prm \
-        --ref prime-demo/sft --num-candidates 8 --seeds 0 1 2
+        --ref prime-demo/<policy> --num-candidates 8 --seeds 0 1 2
+
+(`--ref`: the PRM's reference in training: the demo's policy, or `prime-demo/sft` for a demo run with
+`--prm_ref_type frozen`.)
 
 `--demo-dir` regenerates the demo's held-out eval split from the arguments its `eval.json` recorded (or use
 `--problems rows.jsonl` for any PRIME rows). For each seed the policy samples N candidates per problem at
