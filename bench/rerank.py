@@ -91,7 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="policy that samples the candidates")
     p.add_argument("--prm", required=True, help="PRM dir (trainer output dir, prm/ adapter or full PRM)")
-    p.add_argument("--ref", default=None, help="reference of a full PRM (the model the PRM started from)")
+    p.add_argument("--ref", default=None,
+                   help="reference of a full PRM, as in its training: the model it started from, or the policy for "
+                   "prm_ref_type='policy'")  # fmt: skip
     p.add_argument("--beta", type=float, default=None,
                    help="the PRM's beta (default: the demo run's prm_beta, else 0.05); it scales, never reorders")
     p.add_argument("--demo-dir", default=None, help="a `prime-trl demo` output dir: its eval split is the problem set")
