@@ -15,7 +15,9 @@ Three kinds of checkpoint load with `ImplicitPRM.from_pretrained(prm_path, ref_p
 - a full PRM saved by `PRIMETrainer` (separate placement, `<output_dir>/prm`): `ref_path` is required and must
   be the model the PRM started from (the policy's initial model, or `prm_ref_model_name_or_path`);
 - a public implicit PRM (e.g. EurusPRM) from a local path: `ref_path` and `beta` as its model card gives them.
-A trainer output directory that holds a `prm/` subdirectory resolves to that subdirectory.
+A trainer output directory that holds a `prm/` subdirectory resolves to that subdirectory. A PRM trained with
+`prm_ref_type="policy"` was scored against the policy as it trained, not against its start: pass the trained
+policy (the trainer's saved model) as `ref_path`, for an adapter PRM too (its adapters-off base is its start).
 
 Steps: the response text is cut at configurable separators. A separator made only of whitespace (the default
 blank line "\\n\\n") closes the step it ends; any other separator (the action markers such as "[ASSESS]" that
@@ -276,8 +278,9 @@ class ImplicitPRM:
             if ref_path is None:
                 raise ValueError(
                     f"{prm_path} is a full model, so its reference must be given: ref_path = the model the PRM "
-                    "started from (for PRIMETrainer the policy's initial model or prm_ref_model_name_or_path; for a "
-                    "public implicit PRM the reference its model card names)"
+                    "started from (for PRIMETrainer the policy's initial model or prm_ref_model_name_or_path, or the "
+                    "trained policy with prm_ref_type='policy'; for a public implicit PRM the reference its model "
+                    "card names)"
                 )
             model, ref_model = load(prm_path), load(ref_path)
             fallback_tokenizer = ref_path

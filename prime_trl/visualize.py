@@ -153,7 +153,7 @@ class ProcessRewardVisualizer(TrainerCallback):
     """Every `every_n_steps`, colour a few completions of the current policy by the current PRM's rewards.
 
     Self-contained on `PRIMETrainer`'s public state: it generates from `trainer.model` for fixed prompts, and
-    scores the completions (EOS included, as in training) with `trainer.prm.ref_logps` / `trainer.prm.score`.
+    scores the completions (EOS included, as in training) with `trainer.prm.reference_logps` / `trainer.prm.score`.
     Files go to `<output_dir>/process_rewards/step-<N>.html` (and `.png`).
 
         trainer = PRIMETrainer(...)
@@ -210,8 +210,8 @@ class ProcessRewardVisualizer(TrainerCallback):
         prompt_ids, completion_ids = self.completions()
         batch = build_completion_batch(prompt_ids, completion_ids, pad_token_id(tokenizer))
         batch = batch_to(batch, trainer.accelerator.device)
-        ref_logps = trainer.prm.ref_logps(batch)
-        rewards = trainer.prm.score(batch, ref_logps).cpu()  # (N, T)
+        # the reference of training, `prm_ref_type`'s: the frozen start, or the policy itself
+        rewards = trainer.prm.score(batch, trainer.prm.reference_logps(batch)).cpu()  # (N, T)
         results = []
         for p_ids, c_ids, row in zip(prompt_ids, completion_ids, rewards):
             text, offsets = offsets_from_ids(tokenizer, c_ids)

@@ -13,8 +13,8 @@ from prime_trl.visualize import ProcessRewardVisualizer
 from tests.trainer.helpers import cpu_config, parity_reward, toy_dataset
 
 
-def _train(tiny_model_dir, tmp_path, **kwargs):
-    args = cpu_config(tmp_path, accuracy_lower_bound=0.0, accuracy_upper_bound=1.0, max_steps=1)
+def _train(tiny_model_dir, tmp_path, config=None, **kwargs):
+    args = cpu_config(tmp_path, accuracy_lower_bound=0.0, accuracy_upper_bound=1.0, max_steps=1, **(config or {}))
     trainer = PRIMETrainer(model=tiny_model_dir, reward_funcs=parity_reward, args=args, train_dataset=toy_dataset(),
                            **kwargs)
     visualizer = ProcessRewardVisualizer(trainer, every_n_steps=1, num_samples=2, max_new_tokens=8)
@@ -47,6 +47,22 @@ def test_separate_placement_saved_prm_and_visualizer(tiny_model_dir, tmp_path):
     for row, result in zip(got, scored):
         assert result.token_rewards == pytest.approx(row[: len(result.token_rewards)].tolist(), abs=1e-5)
         assert sum(result.step_rewards) == pytest.approx(result.sequence_reward, abs=1e-6)
+
+
+def test_a_prm_trained_against_the_policy_scores_as_in_training_with_the_trained_policy_as_reference(
+    tiny_model_dir, tmp_path
+):
+    trainer, visualizer = _train(tiny_model_dir, tmp_path, config={"prm_ref_type": "policy"})
+    out = trainer.args.output_dir  # the trained policy, and the PRM in out/prm
+    prm = ImplicitPRM.from_pretrained(out, ref_path=out, beta=trainer.args.prm_beta)
+    batch = _ids_batch(visualizer, prm.tokenizer)
+    expected = trainer.prm.score(batch, trainer.prm.reference_logps(batch))
+    assert prm.token_rewards(batch) == pytest.approx(expected, abs=1e-5)
+    for row, result in zip(expected, visualizer.score()):  # the visualiser scores against the policy too
+        assert result.token_rewards == pytest.approx(row[: len(result.token_rewards)].tolist(), abs=1e-5)
+    # against its start instead, the rewards are not the ones it was trained and used with: the policy moved
+    from_start = ImplicitPRM.from_pretrained(out, ref_path=tiny_model_dir, beta=trainer.args.prm_beta)
+    assert (from_start.token_rewards(batch) - expected).abs().max() > 1e-4
 
 
 def test_adapter_placement_saved_prm_loads_with_adapters_off_reference(tiny_model_dir, tmp_path):
