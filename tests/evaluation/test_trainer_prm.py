@@ -1,5 +1,5 @@
-"""The PRM a PRIMETrainer run saves loads into ImplicitPRM (both placements), and the training-time visualiser
-writes pages whose rewards are the trainer PRM's."""
+"""The PRM a PRIMETrainer run saves loads into ImplicitPRM (both placements, either reference), and the
+training-time visualiser writes pages whose rewards are the trainer PRM's."""
 
 import os
 
@@ -74,3 +74,18 @@ def test_adapter_placement_saved_prm_loads_with_adapters_off_reference(tiny_mode
     expected = trainer.prm.score(batch, trainer.prm.ref_logps(batch))
     assert prm.token_rewards(batch) == pytest.approx(expected, abs=1e-5)
     assert torch.is_tensor(expected) and expected.abs().max() > 0
+
+
+def test_an_adapter_prm_trained_against_the_policy_loads_with_the_trained_policy_as_reference(
+    tiny_model_dir, tmp_path
+):
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+    trainer, visualizer = _train(tiny_model_dir, tmp_path, config={"prm_ref_type": "policy"}, peft_config=lora)
+    assert trainer.prm_placement == "adapter"
+    out = trainer.args.output_dir  # the policy adapter, and the PRM adapter in out/prm
+    prm = ImplicitPRM.from_pretrained(out, ref_path=out, beta=trainer.args.prm_beta)
+    batch = _ids_batch(visualizer, prm.tokenizer)
+    expected = trainer.prm.score(batch, trainer.prm.reference_logps(batch))
+    assert prm.token_rewards(batch) == pytest.approx(expected, abs=1e-5)
+    adapters_off = ImplicitPRM.from_pretrained(out, beta=trainer.args.prm_beta)  # its start, not its reference
+    assert (adapters_off.token_rewards(batch) - expected).abs().max() > 1e-4  # the policy adapter moved
