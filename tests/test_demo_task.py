@@ -160,6 +160,15 @@ def test_demo_main_writes_eval_json(tmp_path):
     assert (out / "sft" / "model.safetensors").read_bytes() == sft_weights
 
 
+def test_an_unknown_prm_reference_is_refused_before_any_training(tmp_path, capsys):
+    from prime_trl.scripts.demo import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--output-dir", str(tmp_path / "demo"), "--prm_ref_type", "policyy"])
+    assert exit_info.value.code == 2 and "--prm_ref_type" in capsys.readouterr().err
+    assert not (tmp_path / "demo").exists()  # nothing built, nothing trained
+
+
 def test_sft_stops_at_target_accuracy(tmp_path):
     """A target of 0 is met at the first check (every 2 steps), so SFT stops there."""
     from prime_trl.demo.task import make_demo_splits, tokenizer_corpus
