@@ -26,11 +26,9 @@ class DemoRun:
 def load_demo_run(demo_dir: str) -> DemoRun:
     from transformers import AutoTokenizer
 
-    from prime_trl.demo import DemoArguments, demo_splits
+    from prime_trl.demo import demo_splits, recorded_arguments
 
     with open(os.path.join(demo_dir, "eval.json")) as f:
-        recorded = json.load(f)["args"]
-    # directories written before the demo took the policy as the PRM's reference ran the frozen SFT model
-    args = DemoArguments(**{"prm_ref_type": "frozen", **recorded})
+        args = recorded_arguments(json.load(f)["args"])
     sft_dir = os.path.join(demo_dir, "sft")
     return DemoRun(args, demo_splits(args), sft_dir, AutoTokenizer.from_pretrained(sft_dir))

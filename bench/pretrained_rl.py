@@ -52,6 +52,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from intervals import mean_ci  # noqa: E402
 from pretrained_prm import interval, mean_of, model_dir, split_rows  # noqa: E402
 from sample_efficiency import plot as plot_curves  # noqa: E402
+from sample_efficiency import reach_text  # noqa: E402
 from sample_efficiency import summarize as summarize_curves  # noqa: E402
 
 METHODS = ("prime", "rloo")
@@ -146,7 +147,7 @@ def summarize(runs: dict[tuple[str, int], dict], seeds: list[int], facts: list[i
             "onpolicy_prm": onpolicy,
         }
     curves = summarize_curves([runs["prime", s]["curve"] for s in seeds], [runs["rloo", s]["curve"] for s in seeds])
-    report["sample_efficiency"] = {k: v for k, v in curves.items() if "_sample" in k}
+    report["sample_efficiency"] = {k: v for k, v in curves.items() if "_sample" in k or k == "num_seeds"}
     if len(seeds) > 1:
         per_seed = list(report["per_seed"].values())
         names = ("PRIME gain", "RLOO gain", "PRIME - RLOO")
@@ -197,15 +198,9 @@ def print_report(report: dict) -> None:
                      if "prm/onpolicy_mixed_groups" in entry else ""))
     for name, (mean, half) in report.get("over_seeds", {}).items():
         print(f"over seeds (t): {name} {mean:+.3f} ± {half:.3f}")
-    efficiency = report["sample_efficiency"]
     for name, other in (("PRIME", "RLOO"), ("RLOO", "PRIME")):
-        needed = efficiency[f"{name}_samples_to_reach_other_final"]
-        shown = {None: "never", 0.0: "before any sample (no ratio)"}.get(needed)
-        shown = shown or f"after {needed:.0f} samples, x{efficiency[f'{name}_sample_efficiency_vs_other']:.2f}"
-        ci = efficiency[f"{name}_sample_efficiency_vs_other_ci95"]
-        low, high = (f"{v:.2f}" if v is not None else "never" for v in ci)
-        print(f"{name} reaches {other}'s final accuracy on the seed-mean curves: {shown} (95% bootstrap over "
-              f"{len(report['per_seed'])} seeds: [{low}, {high}])")  # fmt: skip
+        print(f"{name} reaches {other}'s final accuracy on the seed-mean curves: "
+              f"{reach_text(report['sample_efficiency'], name)}")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,7 +36,7 @@ from intervals import paired_difference_ci  # noqa: E402
 
 def demo_eval_rows(demo_dir: str | None, num_problems: int) -> list[dict]:
     """The demo's held-out eval problems, from the arguments a `prime-trl demo` run recorded (or the defaults)."""
-    from prime_trl.demo import DemoArguments, demo_splits
+    from prime_trl.demo import demo_splits, recorded_arguments
 
     recorded = {}
     path = os.path.join(demo_dir, "eval.json") if demo_dir else None
@@ -44,7 +44,7 @@ def demo_eval_rows(demo_dir: str | None, num_problems: int) -> list[dict]:
         with open(path) as f:
             recorded = json.load(f).get("args", {})
     # The exact splits of that run: every recorded knob (seed, sizes, max_value, ...) shapes them.
-    splits = demo_splits(DemoArguments(**recorded))
+    splits = demo_splits(recorded_arguments(recorded))
     return splits["eval"][:num_problems]
 
 

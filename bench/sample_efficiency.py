@@ -112,12 +112,21 @@ def print_report(report: dict, means: dict[str, list[dict]], num_eval: int, othe
     diff = report[f"PRIME_minus_{other}_final_accuracy"]
     print(f"PRIME - {other} (paired): {diff['mean']:+.3f} ± {diff['ci95']:.3f}")
     for name in ("PRIME", other):
-        ratio, ci = report[f"{name}_sample_efficiency_vs_other"], report[f"{name}_sample_efficiency_vs_other_ci95"]
-        needed = report[f"{name}_samples_to_reach_other_final"]
-        shown = {None: "never reaches it", 0.0: "at or above it before any sample (no ratio)"}.get(needed)
-        shown = shown or f"after {needed:.0f} samples, x{ratio:.2f}"
-        print(f"{name} vs the other's final accuracy: {shown} (95% bootstrap over seeds: {ci}; "
-              f"per seed {report[f'{name}_sample_efficiency_vs_other_per_seed']})")  # fmt: skip
+        print(f"{name} reaches the other's final accuracy on the seed-mean curves: {reach_text(report, name)}")
+
+
+def reach_text(report: dict, name: str) -> str:
+    """When `name`'s seed-mean curve reaches the other's final accuracy, at what ratio, with the bootstrap over
+    seeds (none for one seed: every resample is that seed) and the per-seed ratios."""
+    needed = report[f"{name}_samples_to_reach_other_final"]
+    shown = {None: "never", 0.0: "before any sample (no ratio)"}.get(needed)
+    shown = shown or f"after {needed:.0f} samples, x{report[f'{name}_sample_efficiency_vs_other']:.2f}"
+    per_seed = ", ".join("never" if r is None else f"{r:.2f}"
+                         for r in report[f"{name}_sample_efficiency_vs_other_per_seed"])  # fmt: skip
+    if report["num_seeds"] < 2:
+        return f"{shown} (one seed: no interval)"
+    low, high = ("never" if v is None else f"{v:.2f}" for v in report[f"{name}_sample_efficiency_vs_other_ci95"])
+    return f"{shown} (95% bootstrap over {report['num_seeds']} seeds: [{low}, {high}]; per seed {per_seed})"
 
 
 def plot(curves: dict[str, list[list[dict]]], path: str) -> str:

@@ -67,6 +67,9 @@ def test_summary_gives_the_samples_each_method_needs_to_reach_the_others_final_a
     assert efficiency["PRIME_sample_efficiency_vs_other"] == 4.0
     assert efficiency["RLOO_samples_to_reach_other_final"] is None  # RLOO never reaches 0.75
     assert efficiency["PRIME_sample_efficiency_vs_other_per_seed"] == [4.0]
+    reach_text = load_bench("sample_efficiency").reach_text  # printed for both benchmarks
+    assert reach_text(efficiency, "PRIME") == "after 16 samples, x4.00 (one seed: no interval)"
+    assert reach_text(efficiency, "RLOO") == "never (one seed: no interval)"
 
 
 def test_summary_refuses_runs_from_different_starts_or_on_other_problems():

@@ -42,7 +42,7 @@ The PRM's health is measured as it trains on a fixed pool of SFT rollouts of hel
 lowest-reward line is a wrong solution's first wrong line (`prime_trl.demo.task.first_wrong_step`).
 """
 
-from prime_trl.demo.args import DemoArguments, demo_splits, rl_settings
+from prime_trl.demo.args import DemoArguments, demo_splits, recorded_arguments, rl_settings
 from prime_trl.demo.evaluate import evaluate_accuracy, is_correct, sample_group_accuracy
 from prime_trl.demo.model import build_demo_model_and_tokenizer
 from prime_trl.demo.pipeline import run_demo
@@ -60,6 +60,7 @@ __all__ = [
     "make_demo_splits",
     "plot_accuracy_curve",
     "plot_training_curves",
+    "recorded_arguments",
     "run_demo",
     "run_rl",
     "rl_settings",

@@ -10,6 +10,11 @@ from prime_trl.demo.task import make_demo_splits
 from prime_trl.prm import PRM_REFERENCES
 
 
+# What a run recorded before a field existed had for it, where today's default differs: reading its eval.json back
+# must give the recipe it ran.
+RAN_BEFORE_RECORDED = {"prm_ref_type": "frozen"}
+
+
 @dataclass
 class DemoArguments:
     output_dir: str = field(default="prime-demo", metadata={"help": "Where eval.json and the models go."})
@@ -153,6 +158,11 @@ class DemoArguments:
         default=5,
         metadata={"help": "PRIME steps between PRM-health measurements on the held-out pool (prm/heldout_*)."},
     )
+
+
+def recorded_arguments(recorded: dict) -> DemoArguments:
+    """The `DemoArguments` of a run from the `args` its `eval.json` recorded (fields it predates as it ran them)."""
+    return DemoArguments(**{**RAN_BEFORE_RECORDED, **recorded})
 
 
 def rl_settings(args: DemoArguments) -> dict:
